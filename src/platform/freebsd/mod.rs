@@ -1,0 +1,4 @@
+//! FreeBSD: jails, nullfs and unionfs, ZFS, pf, devfs.
+
+/// Default data directory of the daemon.
+pub const DEFAULT_DATA_DIR: &str = "/var/db/cblocks";

@@ -1,0 +1,4 @@
+//! Linux: namespaces, overlayfs, cgroups v1 and v2, nftables.
+
+/// Default data directory of the daemon.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/cblocks";
