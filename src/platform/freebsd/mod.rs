@@ -2,3 +2,6 @@
 
 /// Default data directory of the daemon.
 pub const DEFAULT_DATA_DIR: &str = "/var/db/cblocks";
+
+pub mod jail;
+pub mod storage;

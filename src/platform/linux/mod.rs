@@ -2,3 +2,6 @@
 
 /// Default data directory of the daemon.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/cblocks";
+
+pub mod container;
+pub mod storage;

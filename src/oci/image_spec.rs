@@ -1,0 +1,2 @@
+//! The OCI image specification: image configuration, manifest, index and
+//! layout, as serde types.

@@ -1,0 +1,2 @@
+//! The OCI runtime specification (`config.json`) and the runtime state, as
+//! serde types.

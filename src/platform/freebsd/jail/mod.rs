@@ -1,0 +1,1 @@
+//! FreeBSD jails: the runtime's second platform.

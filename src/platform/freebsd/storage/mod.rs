@@ -1,0 +1,1 @@
+//! FreeBSD storage drivers (unionfs, ZFS).

@@ -1,0 +1,1 @@
+//! Linux containers: namespaces, mounts, cgroups, capabilities and seccomp.

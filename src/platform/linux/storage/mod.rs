@@ -1,0 +1,1 @@
+//! Linux storage drivers (overlay, btrfs) and the openat2-based path resolution.
