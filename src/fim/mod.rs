@@ -7,7 +7,7 @@
 //! an operator can also check a tree with `mtree -p ROOT -f SPEC`.
 //!
 //! Times are left out: every layer rewrite changes them without changing
-//! attributes a file is.
+//! what a file is.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -289,7 +289,7 @@ pub enum Difference {
     Missing(String),
     /// In the tree, not in the spec.
     Extra(String),
-    /// In both, with other attributes; `attributes` lists the keywords that differ.
+    /// In both, but `attributes` (mtree keywords) differ.
     Changed {
         path: String,
         attributes: Vec<&'static str>,
