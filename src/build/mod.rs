@@ -1,9 +1,13 @@
 //! Builds an image from a parsed Cblockfile and a context directory: the
 //! stage graph, one build container per file-changing step, and the cache.
 
+pub mod download;
+
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error(transparent)]
+    Download(#[from] download::Error),
     #[error("{context}: {source}")]
     Io {
         context: String,
