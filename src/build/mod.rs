@@ -2,12 +2,15 @@
 //! stage graph, one build container per file-changing step, and the cache.
 
 pub mod download;
+pub mod users;
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Download(#[from] download::Error),
+    #[error(transparent)]
+    Users(#[from] users::Error),
     #[error("{context}: {source}")]
     Io {
         context: String,
