@@ -1,6 +1,7 @@
 //! Builds an image from a parsed Cblockfile and a context directory: the
 //! stage graph, one build container per file-changing step, and the cache.
 
+pub mod cache;
 pub mod download;
 pub mod users;
 
@@ -9,6 +10,8 @@ pub mod users;
 pub enum Error {
     #[error(transparent)]
     Download(#[from] download::Error),
+    #[error(transparent)]
+    Cache(#[from] cache::Error),
     #[error(transparent)]
     Users(#[from] users::Error),
     #[error("{context}: {source}")]
