@@ -2,6 +2,7 @@
 //! stage graph, one build container per file-changing step, and the cache.
 
 pub mod cache;
+pub mod context;
 pub mod download;
 pub mod users;
 
@@ -12,6 +13,8 @@ pub enum Error {
     Download(#[from] download::Error),
     #[error(transparent)]
     Cache(#[from] cache::Error),
+    #[error(transparent)]
+    Context(#[from] context::Error),
     #[error(transparent)]
     Users(#[from] users::Error),
     #[error("{context}: {source}")]
