@@ -1,0 +1,1 @@
+//! `.cblockignore` (else `.dockerignore`) patterns.
