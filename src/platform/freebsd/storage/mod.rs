@@ -94,3 +94,23 @@ pub fn split_device(dev: u64) -> (u32, u32) {
     let minor = ((dev >> 24) & 0xff00) | (dev & 0xffff00ff);
     (major as u32, minor as u32)
 }
+
+/// Opens `path` below `root`, following symlinks only while they stay below
+/// it (`O_RESOLVE_BENEATH`, FreeBSD 13).
+pub fn open_in_root(root: &OwnedFd, path: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    // SAFETY: valid descriptor and C string; the result is owned here.
+    let fd = unsafe {
+        libc::openat(
+            root.as_raw_fd(),
+            c.as_ptr(),
+            flags | libc::O_CLOEXEC | libc::O_RESOLVE_BENEATH,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
