@@ -65,6 +65,13 @@ pub enum Error {
     /// The file was read but is not a valid Cblockfile.
     #[error("{0}")]
     Syntax(Box<Diagnostic>),
+    /// `--target` names no stage of the file.
+    #[error("build target {target:?} is not a stage of {file}; its stages are {stages}: pass one of them to --target")]
+    UnknownTarget {
+        target: String,
+        file: String,
+        stages: String,
+    },
 }
 
 impl Error {
@@ -72,7 +79,7 @@ impl Error {
     pub fn diagnostic(&self) -> Option<&Diagnostic> {
         match self {
             Error::Syntax(diagnostic) => Some(diagnostic),
-            Error::Io { .. } => None,
+            Error::Io { .. } | Error::UnknownTarget { .. } => None,
         }
     }
 }
