@@ -566,7 +566,8 @@ fn original_root_meaning() {
         Some(("\"/build\"".to_string(), "/build".to_string()))
     );
     assert_eq!(entrypoint_argv(&file), None);
-    assert!(file.osrelease.is_none() && file.auditcfg.is_none());
+    assert!(file.osrelease.is_none());
+    assert!(file.auditcfg.is_none());
 }
 
 #[test]
@@ -707,7 +708,13 @@ fn heredoc_bodies_attached() {
     }
     assert_eq!(stage.instructions[0].end_line, 5);
     match &stage.instructions[1].kind {
-        InstructionKind::Copy(copy) => assert_eq!(copy.heredocs[0].content, "hello\n"),
+        InstructionKind::Copy(copy) => {
+            assert_eq!(copy.contents.len(), 1);
+            assert_eq!(copy.contents[0].name, "EOT");
+            assert_eq!(copy.contents[0].content, "hello\n");
+            assert!(copy.sources.is_empty());
+            assert_eq!(copy.dest.preview, "/etc/motd");
+        }
         other => panic!("expected COPY, got {other:?}"),
     }
     assert_eq!(stage.instructions[2].position, Position::new(9, 1));
@@ -866,6 +873,13 @@ fn copy_from_forward_reference() {
     assert_eq!(position, Position::new(2, 6), "{message}");
     assert!(message.contains("refers to a later stage"), "{message}");
 
+    let (position, message) = parse_err("FROM a\nCOPY --from=Later /x /y\nFROM b AS later\n");
+    assert_eq!(position, Position::new(2, 6), "{message}");
+    assert!(
+        message.contains("refers to a later stage (1, line 3)"),
+        "{message}"
+    );
+
     let (_, message) = parse_err("FROM a AS me\nCOPY --FROM me /x /y\n");
     assert!(message.contains("refers to this stage itself"), "{message}");
 }
@@ -908,6 +922,7 @@ fn other_checks_rejected() {
         ),
         ("FROM a\nENV A =\n", "has no value after the '='"),
         ("# escape=x\nFROM a\n", "invalid escape character"),
+        ("FROM a\nCOPY x <<EOF\nbody\nEOF\n", "cannot be a heredoc"),
     ];
     for (text, expected) in cases {
         let (_, message) = parse_err(text);

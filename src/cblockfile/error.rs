@@ -30,7 +30,7 @@ pub struct Diagnostic {
     /// The file name as the user gave it.
     pub file: String,
     pub position: Position,
-    /// What is wrong, in lower case.
+    /// Description of the problem, in lower case.
     pub message: String,
     /// The source line that contains the position, without its line ending.
     pub source_line: String,
@@ -84,8 +84,8 @@ impl Error {
     }
 }
 
-/// Builds diagnostics for one file: knows its name and its lines, so that a
-/// caller only supplies the position, the message and the fix.
+/// Builder of diagnostics for one file. It stores the file's name and text,
+/// so a caller supplies only the position, the message and the fix.
 #[derive(Debug, Clone)]
 pub struct Reporter<'a> {
     file: &'a str,

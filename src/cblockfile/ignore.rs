@@ -1,10 +1,11 @@
 //! Context exclusion: `.cblockignore`, or `.dockerignore` when there is no
 //! `.cblockignore`, with Docker's pattern rules. Each non-comment line is a
-//! pattern relative to the context root; `*` and `?` match within one path
-//! component, `[a-z]` and `[^a-z]` match a class, `\` escapes, a `**`
+//! pattern relative to the context root. `*` and `?` match within one path
+//! component, `[a-z]` and `[^a-z]` match a class, and `\` escapes. A `**`
 //! component matches any number of components, and `!` before a pattern
 //! re-includes what it matches. The last pattern that matches a path
-//! decides; a pattern that matches a directory also matches everything in it.
+//! decides, and a pattern that matches a directory also matches everything
+//! in it.
 
 use std::path::Path;
 
@@ -26,7 +27,30 @@ pub struct Pattern {
     pub text: String,
     /// Whether the line started with `!`: a match re-includes the path.
     pub exception: bool,
-    components: Vec<String>,
+    components: Vec<Component>,
+}
+
+/// One `/`-separated part of a pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Component {
+    /// `**`: any number of path components.
+    AnyDepth,
+    Glob(Vec<GlobToken>),
+}
+
+/// One element of a component pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum GlobToken {
+    /// `*`
+    Star,
+    /// `?`
+    AnyChar,
+    /// `[...]` or `[^...]`: inclusive character ranges.
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
+    Literal(char),
 }
 
 impl Patterns {
@@ -54,20 +78,22 @@ impl Patterns {
                 }
             }
             let text = clean(pattern);
-            let components: Vec<String> = text.split('/').map(str::to_string).collect();
-            if let Some(problem) = components
-                .iter()
-                .find_map(|component| check_component(component))
-            {
-                let column = 1 + line
-                    .find(pattern)
-                    .map_or(0, |at| line[..at].chars().count());
-                return Err(reporter.error(
-                    Position::new(index + 1, column),
-                    format!("invalid pattern {pattern:?}: {problem}"),
-                    Some("close every '[' with ']' and do not end a pattern with '\\'".to_string()),
-                ));
-            }
+            let components = match text.split('/').map(compile_component).collect() {
+                Ok(components) => components,
+                Err(problem) => {
+                    let column = 1 + line
+                        .find(pattern)
+                        .map_or(0, |at| line[..at].chars().count());
+                    return Err(reporter.error(
+                        Position::new(index + 1, column),
+                        format!("invalid pattern {pattern:?}: {problem}"),
+                        Some(
+                            "close every '[' with ']' and do not end a pattern with '\\'"
+                                .to_string(),
+                        ),
+                    ));
+                }
+            };
             patterns.push(Pattern {
                 text,
                 exception,
@@ -155,116 +181,92 @@ fn clean(path: &str) -> String {
     parts.join("/")
 }
 
-fn check_component(component: &str) -> Option<&'static str> {
+/// Compiles one component of a pattern, or says why it is invalid.
+fn compile_component(component: &str) -> Result<Component, &'static str> {
+    if component == "**" {
+        return Ok(Component::AnyDepth);
+    }
+    let mut tokens = Vec::new();
     let mut chars = component.chars();
     while let Some(ch) = chars.next() {
-        match ch {
-            '\\' => {
-                chars.next()?;
-            }
-            '[' => {
-                let mut closed = false;
-                let mut first = true;
-                while let Some(inner) = chars.next() {
-                    if inner == ']' && !first {
-                        closed = true;
-                        break;
-                    }
-                    if inner == '\\' && chars.next().is_none() {
-                        return Some("'\\' at the end");
-                    }
-                    first = false;
-                }
-                if !closed {
-                    return Some("'[' without ']'");
-                }
-            }
-            _ => {}
-        }
+        let token = match ch {
+            '*' => GlobToken::Star,
+            '?' => GlobToken::AnyChar,
+            '\\' => GlobToken::Literal(chars.next().ok_or("'\\' at the end")?),
+            '[' => compile_class(&mut chars)?,
+            _ => GlobToken::Literal(ch),
+        };
+        tokens.push(token);
     }
-    if component.ends_with('\\') && !component.ends_with("\\\\") {
-        return Some("'\\' at the end");
-    }
-    None
+    Ok(Component::Glob(tokens))
 }
 
-fn match_components(pattern: &[String], path: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => path.is_empty(),
-        Some((first, rest)) if first == "**" => {
-            (0..=path.len()).any(|skip| match_components(rest, &path[skip..]))
-        }
-        Some((first, rest)) => match path.split_first() {
-            Some((component, path_rest)) => {
-                let pattern_chars: Vec<char> = first.chars().collect();
-                let text_chars: Vec<char> = component.chars().collect();
-                glob(&pattern_chars, &text_chars) && match_components(rest, path_rest)
-            }
-            None => false,
-        },
-    }
-}
-
-/// Matches one path component against one pattern component.
-fn glob(pattern: &[char], text: &[char]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some(('*', rest)) => (0..=text.len()).any(|skip| glob(rest, &text[skip..])),
-        Some(('?', rest)) => !text.is_empty() && glob(rest, &text[1..]),
-        Some(('[', rest)) => {
-            let Some((&ch, text_rest)) = text.split_first() else {
-                return false;
-            };
-            match match_class(rest, ch) {
-                Some((true, after)) => glob(after, text_rest),
-                _ => false,
-            }
-        }
-        Some(('\\', rest)) => match rest.split_first() {
-            Some((escaped, after)) => text.first() == Some(escaped) && glob(after, &text[1..]),
-            None => false,
-        },
-        Some((literal, rest)) => text.first() == Some(literal) && glob(rest, &text[1..]),
-    }
-}
-
-/// Matches `ch` against the class after a `[`; returns whether it matched
-/// and the pattern after the closing `]`.
-fn match_class(pattern: &[char], ch: char) -> Option<(bool, &[char])> {
-    let (negated, mut rest) = match pattern.split_first() {
-        Some(('^', rest)) => (true, rest),
-        _ => (false, pattern),
-    };
-    let mut matched = false;
+/// Compiles the class after a `[`, consuming its closing `]`.
+fn compile_class(chars: &mut std::str::Chars) -> Result<GlobToken, &'static str> {
+    let mut negated = false;
+    let mut ranges = Vec::new();
     let mut first = true;
     loop {
-        let (&start, after) = rest.split_first()?;
-        if start == ']' && !first {
-            return Some((matched != negated, after));
+        let mut ch = chars.next().ok_or("'[' without ']'")?;
+        if first && ch == '^' {
+            negated = true;
+            ch = chars.next().ok_or("'[' without ']'")?;
+        }
+        if ch == ']' && !first {
+            return Ok(GlobToken::Class { negated, ranges });
         }
         first = false;
-        let (start, after) = if start == '\\' {
-            let (&escaped, after) = after.split_first()?;
-            (escaped, after)
-        } else {
-            (start, after)
-        };
-        rest = after;
-        let end = if rest.first() == Some(&'-') && rest.get(1).is_some_and(|&next| next != ']') {
-            let (end, after) = if rest[1] == '\\' {
-                (*rest.get(2)?, &rest[3.min(rest.len())..])
-            } else {
-                (rest[1], &rest[2..])
-            };
-            rest = after;
-            end
-        } else {
-            start
-        };
-        if start <= ch && ch <= end {
-            matched = true;
+        if ch == '\\' {
+            ch = chars.next().ok_or("'[' without ']'")?;
         }
+        let mut lookahead = chars.clone();
+        let end = match (lookahead.next(), lookahead.next()) {
+            (Some('-'), Some(end)) if end != ']' => {
+                chars.next();
+                chars.next();
+                if end == '\\' {
+                    chars.next().ok_or("'[' without ']'")?
+                } else {
+                    end
+                }
+            }
+            _ => ch,
+        };
+        if end < ch {
+            return Err("a range in '[...]' ends before it starts");
+        }
+        ranges.push((ch, end));
     }
+}
+
+fn match_components(pattern: &[Component], path: &[&str]) -> bool {
+    super::word::wildcard_match(
+        pattern,
+        path,
+        |component| *component == Component::AnyDepth,
+        |component, name| match component {
+            Component::AnyDepth => false,
+            Component::Glob(tokens) => glob(tokens, name),
+        },
+    )
+}
+
+/// Matches one path component against one compiled pattern component.
+fn glob(tokens: &[GlobToken], name: &str) -> bool {
+    let chars: Vec<char> = name.chars().collect();
+    super::word::wildcard_match(
+        tokens,
+        &chars,
+        |token| *token == GlobToken::Star,
+        |token, &ch| match token {
+            GlobToken::Star => false,
+            GlobToken::AnyChar => true,
+            GlobToken::Literal(literal) => *literal == ch,
+            GlobToken::Class { negated, ranges } => {
+                ranges.iter().any(|&(start, end)| start <= ch && ch <= end) != *negated
+            }
+        },
+    )
 }
 
 #[cfg(test)]
@@ -315,6 +317,11 @@ mod tests {
         assert!(excluded("a\\*b", "a*b"));
         assert!(!excluded("a\\*b", "axb"));
         assert!(excluded("?.log", "x.log"));
+        assert!(excluded("[]a]", "]"));
+        assert!(!excluded(
+            "x/**/**/**/**/**/**/**/y",
+            "x/a/b/c/d/e/f/g/h/i/j/k/z"
+        ));
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //! before any check of their meaning. `cblock parse --format dump` prints it.
 //!
 //! Three forms of the original Cblockfile language are read with the
-//! original's meaning here, because Docker's would differ: `RUN "a b"` (one
-//! double-quoted string) runs `a b`; `ENV KEY = VALUE` with a standalone `=`
-//! sets KEY to VALUE; and `COPY --FROM STAGE SRC DEST` takes the stage as the
+//! original's meaning here, because Docker's would differ. `RUN "a b"` (one
+//! double-quoted string) runs `a b`. `ENV KEY = VALUE` with a standalone `=`
+//! sets KEY to VALUE. `COPY --FROM STAGE SRC DEST` takes the stage as the
 //! next word.
 
 use super::error::{Error, Position, Reporter};
@@ -86,7 +86,7 @@ fn offset_in(outer: &str, inner: &str) -> usize {
     (inner.as_ptr() as usize).saturating_sub(outer.as_ptr() as usize)
 }
 
-/// Why an instruction line could not be split.
+/// A reason an instruction line could not be split.
 #[derive(Debug)]
 struct LineProblem {
     /// Byte offset in the argument text.
@@ -558,7 +558,7 @@ fn parse_name_value(rest: &str, keyword: &str, escape: char) -> Result<Split, Li
     Ok(Split::plain(args))
 }
 
-/// How a JSON-looking argument failed to parse.
+/// The ways a JSON-looking argument can fail to parse.
 enum JsonProblem {
     /// Not a JSON array: the argument is shell form.
     NotJson,
@@ -611,7 +611,7 @@ fn maybe_json_to_list(rest: &str) -> Result<Split, LineProblem> {
     }
 }
 
-/// The original `RUN "command"`: when the whole argument is one
+/// Reads the original `RUN "command"`: when the whole argument is one
 /// double-quoted string, the command is its content, with `\"` and `\\`
 /// unescaped and every other character (including `$`) passed to the shell.
 fn original_quoted_run(split: Split, rest: &str) -> Split {
