@@ -694,6 +694,21 @@ fn shell_and_exec_forms() {
 }
 
 #[test]
+fn original_unquoted_list_items() {
+    let file = parse_ok("FROM a\nCMD [ -l , , \"x y\" ]\nENTRYPOINT [ /bin/sh , -c ]\n");
+    let stage = file.final_stage().unwrap();
+    assert_eq!(
+        file.image_entrypoint(stage).unwrap().argv,
+        strings(&["/bin/sh", "-c"])
+    );
+    assert_eq!(file.image_cmd(stage).unwrap().argv, strings(&["-l", "x y"]));
+    // Without a comma the text stays a shell command, as in Docker.
+    let file = parse_ok("FROM a\nCMD [ -d /x ]\n");
+    let stage = file.final_stage().unwrap();
+    assert_eq!(file.image_cmd(stage).unwrap().argv, sh("[ -d /x ]"));
+}
+
+#[test]
 fn heredoc_bodies_attached() {
     let text = "FROM a\nRUN <<EOF\necho one\necho two\nEOF\nCOPY <<-EOT /etc/motd\n\thello\n\tEOT\nRUN echo after\n";
     let file = parse_ok(text);
