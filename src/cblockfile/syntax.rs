@@ -759,9 +759,9 @@ mod tests {
                 true
             )
         );
-        assert_eq!(read("[ -d /x ]").1, false);
-        assert_eq!(read("['echo','x']").1, false);
-        assert_eq!(read("[ a b, c ]").1, false);
+        assert!(!read("[ -d /x ]").1);
+        assert!(!read("['echo','x']").1);
+        assert!(!read("[ a b, c ]").1);
     }
 
     #[test]
