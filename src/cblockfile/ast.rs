@@ -72,7 +72,7 @@ pub struct From {
     pub platform: Option<Word>,
     /// The earlier stage whose name the image equals (case-insensitively).
     /// The original system preferred an existing image of that name over the
-    /// stage; the builder makes that choice, since it knows the images.
+    /// stage. The builder makes that choice because it has the image store.
     pub stage: Option<usize>,
 }
 
@@ -88,7 +88,7 @@ pub struct Instruction {
     pub kind: InstructionKind,
 }
 
-/// What an instruction does.
+/// The meaning of an instruction.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "instruction", content = "meaning", rename_all = "lowercase")]
 pub enum InstructionKind {
@@ -178,7 +178,7 @@ pub enum RunNetwork {
 /// `ADD` and `COPY`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Copy {
-    /// Sources; a source equal to a heredoc marker (`<<EOF`) names a heredoc.
+    /// Source paths (in the context, the `--from` stage, or URLs for `ADD`).
     pub sources: Vec<Word>,
     pub dest: Word,
     /// `COPY --from`: where the sources come from instead of the context.
@@ -194,7 +194,9 @@ pub struct Copy {
     pub keep_git_dir: bool,
     /// `--exclude` patterns.
     pub excludes: Vec<Word>,
-    pub heredocs: Vec<Heredoc>,
+    /// Sources given as heredocs (`COPY <<EOF /dest`): each becomes a file
+    /// named after its terminator with the body as content.
+    pub contents: Vec<Heredoc>,
 }
 
 /// The source of `COPY --from`.
@@ -254,14 +256,14 @@ pub struct AuditConfig {
 pub struct Word {
     /// The text as written, quotes and `$` references included.
     pub raw: String,
-    /// `raw` expanded with the variables the file defines before this point
-    /// (ARG defaults, ENV values of the stage); references to any other
+    /// `raw` expanded with the variables the file defines before this point:
+    /// ARG defaults and ENV values of the stage. References to any other
     /// variable are left as written.
     pub preview: String,
     /// The file's escape character.
     #[serde(skip)]
     pub escape: char,
-    /// Where the word starts.
+    /// Position of the word's first character.
     pub position: Position,
 }
 

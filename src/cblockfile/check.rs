@@ -12,6 +12,7 @@ use nom::IResult;
 
 use super::ast::*;
 use super::error::{nearest, Error, Position, Reporter};
+use super::heredoc;
 use super::syntax::{parse_words, unquote_whole, Node, SyntaxTree};
 use super::word::{Lexer, NoVars};
 
@@ -58,6 +59,18 @@ pub fn check(tree: &SyntaxTree, reporter: &Reporter) -> Result<Cblockfile, Error
         },
         shell: default_shell(),
         vars: Vec::new(),
+        stage_names: tree
+            .nodes
+            .iter()
+            .filter(|node| node.keyword.eq_ignore_ascii_case("from"))
+            .enumerate()
+            .filter_map(|(index, node)| match node.args.as_slice() {
+                [_, as_word, name] if as_word.eq_ignore_ascii_case("as") => {
+                    Some((name.to_ascii_lowercase(), index, node.position().line))
+                }
+                _ => None,
+            })
+            .collect(),
     };
     for node in &tree.nodes {
         checker.node(node)?;
@@ -115,6 +128,9 @@ struct Checker<'r, 'a> {
     shell: Vec<String>,
     /// Variables known in the current stage, for previews.
     vars: Vec<(String, String)>,
+    /// Every stage name of the file (lower case) with the stage's index and
+    /// line, so that a reference to a later stage can be named as such.
+    stage_names: Vec<(String, usize, usize)>,
 }
 
 impl Checker<'_, '_> {
@@ -132,9 +148,11 @@ impl Checker<'_, '_> {
     /// Returns the position of `needle` in the node's text after the keyword,
     /// or of the keyword when it is not found.
     fn locate(&self, node: &Node, needle: &str) -> Position {
-        let text = &node.line.text;
+        // ASCII lower-casing keeps byte offsets, and keywords and flags are
+        // case-insensitive.
+        let text = node.line.text.to_ascii_lowercase();
         let from = node.keyword_offset.min(text.len());
-        match text[from..].find(needle) {
+        match text[from..].find(&needle.to_ascii_lowercase()) {
             Some(found) if !needle.is_empty() => node.line.position(from + found),
             _ => node.position(),
         }
@@ -364,7 +382,7 @@ impl Checker<'_, '_> {
     fn instruction(
         &mut self,
         node: &Node,
-        heredocs: &[super::heredoc::Heredoc],
+        heredocs: &[heredoc::Heredoc],
         trigger: bool,
     ) -> Result<Instruction, Error> {
         let position = node.position();
@@ -654,7 +672,7 @@ impl Checker<'_, '_> {
         })
     }
 
-    /// The whole argument text as one word.
+    /// Returns the whole argument text as one word.
     fn single_word(&self, node: &Node, keyword: &str, example: &str) -> Result<Word, Error> {
         if node.args_text.is_empty() {
             return Err(self.error(
@@ -678,18 +696,12 @@ impl Checker<'_, '_> {
     /// outside quotes.
     fn list_words(&self, node: &Node) -> Result<Vec<Word>, Error> {
         if node.json {
+            // Docker expands the strings of the JSON form like any other word.
             let position = node.args_position(0);
             return node
                 .args
                 .iter()
-                .map(|arg| {
-                    let quoted = format!("'{}'", arg.replace('\'', "'\\''"));
-                    let mut word = self
-                        .word_at(arg, position)
-                        .or_else(|_| self.word_at(&quoted, position))?;
-                    word.raw = arg.clone();
-                    Ok(word)
-                })
+                .map(|arg| self.word_at(arg, position))
                 .collect();
         }
         parse_words(&node.args_text, self.escape)
@@ -766,7 +778,7 @@ impl Checker<'_, '_> {
             .collect()
     }
 
-    /// The command of `RUN`, `CMD` and `ENTRYPOINT`.
+    /// Returns the command of `RUN`, `CMD` and `ENTRYPOINT`.
     fn command(&self, node: &Node) -> Result<CommandLine, Error> {
         if node.json {
             return Ok(CommandLine::new(
@@ -828,7 +840,7 @@ impl Checker<'_, '_> {
         &mut self,
         node: &Node,
         keyword: &str,
-        heredocs: &[super::heredoc::Heredoc],
+        heredocs: &[heredoc::Heredoc],
     ) -> Result<InstructionKind, Error> {
         let is_copy = keyword == "COPY";
         let allowed: &[(&str, FlagKind)] = if is_copy {
@@ -862,6 +874,27 @@ impl Checker<'_, '_> {
         let dest = words
             .pop()
             .unwrap_or_else(|| unreachable!("two words checked above"));
+        if heredoc::parse_marker(&dest.raw).is_some() {
+            return Err(self.error(
+                dest.position,
+                format!("the destination of {keyword} cannot be a heredoc"),
+                format!("write {keyword} <<EOF DEST with a path as the destination"),
+            ));
+        }
+
+        // Sources written as heredoc markers take their content from the
+        // heredoc bodies; the rest are paths.
+        let mut contents = Vec::new();
+        let mut sources = Vec::new();
+        for word in words {
+            match heredoc::parse_marker(&word.raw) {
+                Some(marker) => {
+                    let body = heredocs.iter().find(|doc| doc.name == marker.name);
+                    contents.push(body.cloned().unwrap_or(marker));
+                }
+                None => sources.push(word),
+            }
+        }
         let value_word = |name: &str| -> Result<Option<Word>, Error> {
             match flags.value(name) {
                 Some((value, at)) => Ok(Some(self.word_at(value, at)?)),
@@ -873,7 +906,7 @@ impl Checker<'_, '_> {
             None => None,
         };
         let copy = Copy {
-            sources: words,
+            sources,
             dest,
             from,
             chown: value_word("chown")?,
@@ -887,7 +920,7 @@ impl Checker<'_, '_> {
                 .into_iter()
                 .map(|(value, at)| self.word_at(value, at))
                 .collect::<Result<_, _>>()?,
-            heredocs: heredocs.to_vec(),
+            contents,
         };
         Ok(if is_copy {
             InstructionKind::Copy(copy)
@@ -947,6 +980,14 @@ impl Checker<'_, '_> {
                 at,
                 format!("COPY --from={value} refers to this stage itself"),
                 format!("copy only from an earlier stage; {earlier_list}"),
+            ));
+        }
+        if let Some((_, index, line)) = self.stage_names.iter().find(|(name, _, _)| *name == lower)
+        {
+            return Err(self.error(
+                at,
+                format!("COPY --from={value} refers to a later stage ({index}, line {line})"),
+                format!("copy only from an earlier stage, or move stage {value} before this one; {earlier_list}"),
             ));
         }
         if value.contains(['/', ':', '@']) {

@@ -30,7 +30,7 @@ pub struct Diagnostic {
     /// The file name as the user gave it.
     pub file: String,
     pub position: Position,
-    /// What is wrong, in lower case.
+    /// Description of the problem, in lower case.
     pub message: String,
     /// The source line that contains the position, without its line ending.
     pub source_line: String,
@@ -65,6 +65,13 @@ pub enum Error {
     /// The file was read but is not a valid Cblockfile.
     #[error("{0}")]
     Syntax(Box<Diagnostic>),
+    /// `--target` names no stage of the file.
+    #[error("build target {target:?} is not a stage of {file}; its stages are {stages}: pass one of them to --target")]
+    UnknownTarget {
+        target: String,
+        file: String,
+        stages: String,
+    },
 }
 
 impl Error {
@@ -72,13 +79,13 @@ impl Error {
     pub fn diagnostic(&self) -> Option<&Diagnostic> {
         match self {
             Error::Syntax(diagnostic) => Some(diagnostic),
-            Error::Io { .. } => None,
+            Error::Io { .. } | Error::UnknownTarget { .. } => None,
         }
     }
 }
 
-/// Builds diagnostics for one file: knows its name and its lines, so that a
-/// caller only supplies the position, the message and the fix.
+/// Builder of diagnostics for one file. It stores the file's name and text,
+/// so a caller supplies only the position, the message and the fix.
 #[derive(Debug, Clone)]
 pub struct Reporter<'a> {
     file: &'a str,

@@ -84,7 +84,7 @@ pub fn markers_in_line(line: &str) -> Vec<Heredoc> {
     words.iter().filter_map(|word| parse_marker(word)).collect()
 }
 
-/// Removes the leading tabs of every line of `content`, as `<<-` asks.
+/// Removes the leading tabs of every line of `content`, as `<<-` requests.
 pub fn chomp_tabs(content: &str) -> String {
     content
         .split_inclusive('\n')

@@ -1,9 +1,9 @@
-//! Turns the text of a Cblockfile into logical lines: one per instruction,
-//! with comments and blank lines dropped, parser directives applied, line
-//! continuations (the escape character at the end of a line) joined, and
-//! double-quoted strings that stay open at the end of a line continued on the
-//! next line, the line break becoming one space. Every logical line keeps a
-//! map from its bytes back to lines and columns of the file.
+//! Turns the text of a Cblockfile into logical lines, one per instruction.
+//! Comments and blank lines are dropped and parser directives applied. Line
+//! continuations (the escape character at the end of a line) are joined, and
+//! so is a double-quoted string that stays open at the end of a line: the
+//! line break becomes one space. Every logical line keeps a map from its
+//! bytes back to lines and columns of the file.
 
 use super::directives::{DirectiveParser, LineKind};
 use super::error::Position;
@@ -18,7 +18,7 @@ pub struct LineMap {
 struct Segment {
     /// Byte offset in the logical line where the segment starts.
     offset: usize,
-    /// Where its first character is in the file.
+    /// Position of its first character in the file.
     position: Position,
 }
 

@@ -2,11 +2,11 @@
 //! Docker's parser splits them (moby/buildkit `frontend/dockerfile/parser`),
 //! before any check of their meaning. `cblock parse --format dump` prints it.
 //!
-//! Three forms of the original Cblockfile language are read with the
-//! original's meaning here, because Docker's would differ: `RUN "a b"` (one
-//! double-quoted string) runs `a b`; `ENV KEY = VALUE` with a standalone `=`
-//! sets KEY to VALUE; and `COPY --FROM STAGE SRC DEST` takes the stage as the
-//! next word.
+//! Four forms of the original Cblockfile language are read with the
+//! original's meaning here, because Docker's would differ. `RUN "a b"` (one
+//! double-quoted string) runs `a b`. `ENV KEY = VALUE` with a standalone `=`
+//! sets KEY to VALUE. `COPY --FROM STAGE SRC DEST` takes the stage as the
+//! next word. `CMD` and `ENTRYPOINT` lists may have unquoted items.
 
 use super::error::{Error, Position, Reporter};
 use super::heredoc::{self, Heredoc};
@@ -86,7 +86,7 @@ fn offset_in(outer: &str, inner: &str) -> usize {
     (inner.as_ptr() as usize).saturating_sub(outer.as_ptr() as usize)
 }
 
-/// Why an instruction line could not be split.
+/// A reason an instruction line could not be split.
 #[derive(Debug)]
 struct LineProblem {
     /// Byte offset in the argument text.
@@ -224,7 +224,8 @@ fn node_from_line(line: &LogicalLine, start: usize, escape: char) -> Result<Node
     let split = match lower.as_str() {
         "add" | "copy" | "volume" => maybe_json_to_list(args_text),
         "arg" => Ok(Split::words(parse_words(args_text, escape))),
-        "cmd" | "entrypoint" | "shell" => maybe_json(args_text),
+        "cmd" | "entrypoint" => maybe_json(args_text).map(|split| original_list(split, args_text)),
+        "shell" => maybe_json(args_text),
         "run" => maybe_json(args_text).map(|split| original_quoted_run(split, args_text)),
         "env" => parse_env(args_text, escape),
         "label" => parse_name_value(args_text, "LABEL", escape),
@@ -558,7 +559,7 @@ fn parse_name_value(rest: &str, keyword: &str, escape: char) -> Result<Split, Li
     Ok(Split::plain(args))
 }
 
-/// How a JSON-looking argument failed to parse.
+/// The ways a JSON-looking argument can fail to parse.
 enum JsonProblem {
     /// Not a JSON array: the argument is shell form.
     NotJson,
@@ -611,7 +612,7 @@ fn maybe_json_to_list(rest: &str) -> Result<Split, LineProblem> {
     }
 }
 
-/// The original `RUN "command"`: when the whole argument is one
+/// Reads the original `RUN "command"`: when the whole argument is one
 /// double-quoted string, the command is its content, with `\"` and `\\`
 /// unescaped and every other character (including `$`) passed to the shell.
 fn original_quoted_run(split: Split, rest: &str) -> Split {
@@ -621,6 +622,45 @@ fn original_quoted_run(split: Split, rest: &str) -> Split {
     match unquote_whole(rest) {
         Some(command) => Split::plain(vec![command]),
         None => split,
+    }
+}
+
+/// Reads the original list form of `CMD` and `ENTRYPOINT`,
+/// `[ /bin/sh , -c , "echo hi" ]`, whose items may be unquoted words. It
+/// applies only to text that is not JSON, has at least one comma and has
+/// only plain words or whole double-quoted strings as items, because such
+/// text would fail as a shell command anyway. Empty items are dropped, as
+/// the original did.
+fn original_list(split: Split, rest: &str) -> Split {
+    if split.json {
+        return split;
+    }
+    let Some(inner) = rest
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+    else {
+        return split;
+    };
+    if !inner.contains(',') {
+        return split;
+    }
+    let mut items = Vec::new();
+    for item in inner.split(',') {
+        let item = item.trim();
+        if item.is_empty() {
+            continue;
+        }
+        if let Some(content) = unquote_whole(item) {
+            items.push(content);
+        } else if item.contains(|ch: char| ch.is_whitespace() || "\"'[]".contains(ch)) {
+            return split;
+        } else {
+            items.push(item.to_string());
+        }
+    }
+    Split {
+        args: items,
+        json: true,
     }
 }
 
@@ -700,6 +740,28 @@ mod tests {
             extract_flags("--doit -- [ ]", '\\'),
             (" [ ]", vec!["--doit".to_string()])
         );
+    }
+
+    #[test]
+    fn original_unquoted_list() {
+        let read = |text: &str| {
+            let split = original_list(maybe_json(text).ok().unwrap(), text);
+            (split.args, split.json)
+        };
+        assert_eq!(
+            read("[ /bin/sh , -c, \"echo hi\" ]"),
+            (
+                vec![
+                    "/bin/sh".to_string(),
+                    "-c".to_string(),
+                    "echo hi".to_string()
+                ],
+                true
+            )
+        );
+        assert!(!read("[ -d /x ]").1);
+        assert!(!read("['echo','x']").1);
+        assert!(!read("[ a b, c ]").1);
     }
 
     #[test]

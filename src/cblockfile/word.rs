@@ -1,7 +1,7 @@
 //! Word expansion with the shell-like rules Docker applies to the arguments
 //! of `ENV`, `ARG`, `LABEL`, `COPY`, `ADD`, `WORKDIR`, `USER`, `EXPOSE`,
-//! `VOLUME`, `STOPSIGNAL` and `FROM`: single and double quotes, the escape
-//! character, `$VAR`, `${VAR}`, `${VAR:-word}`, `${VAR-word}`,
+//! `VOLUME`, `STOPSIGNAL` and `FROM`. The rules cover single and double
+//! quotes, the escape character, `$VAR`, `${VAR}`, `${VAR:-word}`, `${VAR-word}`,
 //! `${VAR:+word}`, `${VAR+word}`, `${VAR:?message}`, `${VAR?message}`,
 //! `${VAR#pattern}`, `${VAR##pattern}`, `${VAR%pattern}`, `${VAR%%pattern}`
 //! and `${VAR/pattern/replacement}` (`//` replaces every match).
@@ -80,7 +80,7 @@ impl std::fmt::Display for WordError {
 /// quotes and escape characters.
 #[derive(Debug, Clone, Copy)]
 pub struct Lexer {
-    /// The escape character: `\` unless the file's `escape` directive says `` ` ``.
+    /// The escape character: `\` unless the file's `escape` directive sets `` ` ``.
     pub escape: char,
     /// Keep quote characters in the output.
     pub raw_quotes: bool,
@@ -561,6 +561,41 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// Matches `text` against `pattern`, where the tokens for which `is_star`
+/// holds match any run of elements and every other token matches one element
+/// for which `matches_one` holds. Takes O(pattern × text) steps: on a
+/// mismatch only the most recent star is retried, which is enough because a
+/// star matches anything.
+pub(crate) fn wildcard_match<P, T>(
+    pattern: &[P],
+    text: &[T],
+    is_star: impl Fn(&P) -> bool,
+    matches_one: impl Fn(&P, &T) -> bool,
+) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut retry: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && is_star(&pattern[p]) {
+            retry = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && matches_one(&pattern[p], &text[t]) {
+            p += 1;
+            t += 1;
+        } else if let Some((star, start)) = retry {
+            // Let the last star take one more element and try again.
+            p = star + 1;
+            t = start + 1;
+            retry = Some((star, start + 1));
+        } else {
+            return false;
+        }
+    }
+    while p < pattern.len() && is_star(&pattern[p]) {
+        p += 1;
+    }
+    p == pattern.len()
+}
+
 fn unsupported_modifier(offset: usize, modifier: &str) -> WordError {
     error(
         offset,
@@ -611,15 +646,16 @@ impl Pattern {
 
     /// Reports whether the pattern matches all of `text`.
     fn matches(&self, text: &[char]) -> bool {
-        fn go(tokens: &[Token], text: &[char]) -> bool {
-            match tokens.split_first() {
-                None => text.is_empty(),
-                Some((Token::Any, rest)) => (0..=text.len()).any(|skip| go(rest, &text[skip..])),
-                Some((Token::One, rest)) => !text.is_empty() && go(rest, &text[1..]),
-                Some((Token::Char(ch), rest)) => text.first() == Some(ch) && go(rest, &text[1..]),
-            }
-        }
-        go(&self.tokens, text)
+        wildcard_match(
+            &self.tokens,
+            text,
+            |token| *token == Token::Any,
+            |token, ch| match token {
+                Token::Any => false,
+                Token::One => true,
+                Token::Char(literal) => literal == ch,
+            },
+        )
     }
 
     fn trim_prefix(&self, value: &str, longest: bool) -> String {
@@ -705,6 +741,14 @@ mod tests {
         assert_eq!(expand("${FILE##*.}"), "gz");
         assert_eq!(expand("${PATH/bin/sbin}"), "/usr/sbin:/bin");
         assert_eq!(expand("${PATH//bin/sbin}"), "/usr/sbin:/sbin");
+    }
+
+    #[test]
+    fn many_stars_match_quickly() {
+        let lexer = Lexer::new('\\');
+        let vars = vec![("LONG".to_string(), "a".repeat(300))];
+        let word = format!("${{LONG#{}b}}", "*".repeat(50));
+        assert_eq!(lexer.expand_word(&word, &vars).unwrap(), "a".repeat(300));
     }
 
     #[test]
