@@ -87,9 +87,24 @@ impl Store {
         let file = File::open(&path).map_err(io_err(format!("open {}", path.display())))?;
         let (_, mut tar) = decompress(file).map_err(io_err(format!("read {}", path.display())))?;
         let parent_hex = parent.map(digest_hex).transpose()?;
-        let summary = self
+        let summary = match self
             .driver
-            .create_layer(digest_hex(&chain_id)?, parent_hex, &mut tar)?;
+            .create_layer(digest_hex(&chain_id)?, parent_hex, &mut tar)
+        {
+            Ok(summary) => summary,
+            Err(err) => {
+                // A blob no layer record names would stay until the next
+                // open; it goes now.
+                let shared = self
+                    .all_layers()?
+                    .iter()
+                    .any(|l| l.blob.digest == blob.digest);
+                if !shared {
+                    super::durable::remove_durable(&path)?;
+                }
+                return Err(err.into());
+            }
+        };
         let layer = Layer {
             chain_id,
             diff_id: diff_id.to_string(),

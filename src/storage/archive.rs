@@ -325,6 +325,8 @@ impl DiffWriter<'_> {
         header.set_entry_type(tar::EntryType::Regular);
         header.set_size(0);
         header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
         header.set_mtime(0);
         self.builder
             .append_data(&mut header, rel, io::empty())

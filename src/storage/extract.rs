@@ -212,9 +212,10 @@ fn entry_header(
         .long_link
         .map(trim_nul)
         .or_else(|| raw.link_name_bytes().map(|l| l.into_owned()));
-    let mut uid = raw.uid().map_err(|e| field("uid", e))?;
-    let mut gid = raw.gid().map_err(|e| field("gid", e))?;
-    let mut mtime = raw.mtime().map_err(|e| field("mtime", e))? as i64;
+    let old = raw.as_old();
+    let mut uid = or_blank(raw.uid(), &old.uid).map_err(|e| field("uid", e))?;
+    let mut gid = or_blank(raw.gid(), &old.gid).map_err(|e| field("gid", e))?;
+    let mut mtime = or_blank(raw.mtime(), &old.mtime).map_err(|e| field("mtime", e))? as i64;
     let size = raw.entry_size().map_err(|e| field("size", e))?;
 
     if let Some(pax) = &pending.pax {
@@ -271,13 +272,23 @@ fn entry_header(
         name,
         link,
         kind,
-        mode: raw.mode().map_err(|e| field("mode", e))? & 0o7777,
+        mode: or_blank(raw.mode().map(u64::from), &old.mode).map_err(|e| field("mode", e))? as u32
+            & 0o7777,
         uid,
         gid,
         mtime,
         size,
         device,
     })
+}
+
+/// Reads an empty numeric field (all NUL or spaces, as some writers leave
+/// mode, uid, gid and mtime) as 0; other unparsable values stay errors.
+fn or_blank(parsed: io::Result<u64>, field: &[u8]) -> io::Result<u64> {
+    match parsed {
+        Err(_) if field.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        other => other,
+    }
 }
 
 fn trim_nul(mut bytes: Vec<u8>) -> Vec<u8> {
