@@ -478,6 +478,21 @@ fn device_rule_line(rule: &DeviceRule) -> String {
     )
 }
 
+/// Devices every container may use whatever its rules say, because the
+/// runtime creates them in its /dev: null, zero, full, random, urandom,
+/// tty, console, ptmx and the PTYs of its devpts instance.
+const STANDARD_DEVICE_RULES: &[&str] = &[
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+];
+
 fn apply_devices_v1(dir: &Path, rules: &[DeviceRule]) -> Result<(), Error> {
     for rule in rules {
         let file = if rule.allow {
@@ -486,6 +501,9 @@ fn apply_devices_v1(dir: &Path, rules: &[DeviceRule]) -> Result<(), Error> {
             "devices.deny"
         };
         write_file(dir, file, &device_rule_line(rule))?;
+    }
+    for line in STANDARD_DEVICE_RULES {
+        write_file(dir, "devices.allow", line)?;
     }
     Ok(())
 }
