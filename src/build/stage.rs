@@ -543,10 +543,23 @@ impl StageRun<'_, '_> {
             Some(word) => Some(download::Checksum::parse(&self.expand(word)?)?),
             None => None,
         };
-        if !copy.heredocs.is_empty() {
-            return Err(self.failure(
-                "heredoc sources in ADD and COPY are not supported yet; write the file in the context instead".into(),
-            ));
+        // Heredoc sources (`COPY <<EOF /dest`) become files named after
+        // their terminators, written to the build's scratch space.
+        let mut inline = Vec::new();
+        if !copy.contents.is_empty() {
+            let dir = self.build.work_dir.join(format!("inline-{}", self.step));
+            fs::create_dir_all(&dir).map_err(|source| Error::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            for heredoc in &copy.contents {
+                let path = dir.join(&heredoc.name);
+                fs::write(&path, &heredoc.content).map_err(|source| Error::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                inline.push((dir.clone(), heredoc.name.clone()));
+            }
         }
 
         // Where the sources come from, and what the cache key says of them.
@@ -596,6 +609,7 @@ impl StageRun<'_, '_> {
             source_root: &source_root,
             origin: &origin,
             digest,
+            inline,
         });
         if let Some(mount_id) = source_mount {
             self.build.release(&mount_id)?;
@@ -640,6 +654,12 @@ impl StageRun<'_, '_> {
                 local.push((plan.source_root.to_path_buf(), source.clone(), plan.is_add));
             }
         }
+        for (dir, name) in &plan.inline {
+            let content = fs::read(dir.join(name)).unwrap_or_default();
+            digest.push_str(&format!("\0inline\0{name}\0{}", content.len()));
+            digest.push_str(&String::from_utf8_lossy(&content));
+            local.push((dir.clone(), name.clone(), false));
+        }
         let key = self
             .result
             .key
@@ -659,7 +679,7 @@ impl StageRun<'_, '_> {
             let origin = if root == plan.source_root {
                 plan.origin.to_string()
             } else {
-                "the download".to_string()
+                "the build's scratch space".to_string()
             };
             let request = copy::Request {
                 source_root: root,
@@ -676,6 +696,9 @@ impl StageRun<'_, '_> {
             }
         }
         let _ = fs::remove_dir_all(&downloads);
+        for (dir, _) in &plan.inline {
+            let _ = fs::remove_dir_all(dir);
+        }
         self.commit(&mount_id, key)
     }
 
@@ -718,6 +741,8 @@ struct CopyPlan<'p> {
     source_root: &'p Path,
     origin: &'p str,
     digest: String,
+    /// Heredoc sources: the directory they were written to, and the name.
+    inline: Vec<(PathBuf, String)>,
 }
 
 /// PATH of build containers whose image sets none, as Docker's.
