@@ -143,9 +143,9 @@ fn archive(entries: &[Raw]) -> Vec<u8> {
         out.extend_from_slice(&header(entry));
         out.extend_from_slice(&entry.data);
         let pad = (512 - entry.data.len() % 512) % 512;
-        out.extend(std::iter::repeat(0).take(pad));
+        out.extend(std::iter::repeat_n(0, pad));
     }
-    out.extend(std::iter::repeat(0).take(1024));
+    out.extend(std::iter::repeat_n(0, 1024));
     out
 }
 
