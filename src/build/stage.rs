@@ -260,10 +260,11 @@ impl StageRun<'_, '_> {
             InstructionKind::Workdir(word) => self.workdir_step(word),
             other => {
                 self.config_step(other)?;
-                self.result.key = self
-                    .result
-                    .key
-                    .next(&instruction.text, &self.args_list(), None);
+                // ARG values reach later steps through the words they expand
+                // in and through RUN's environment, so only RUN keys list
+                // them, and a changed value first misses at a RUN, as in
+                // Docker.
+                self.result.key = self.result.key.next(&instruction.text, &[], None);
                 let text = instruction.text.clone();
                 self.record_history(format!("/bin/sh -c #(nop) {text}"), true);
                 Ok(())
@@ -660,10 +661,7 @@ impl StageRun<'_, '_> {
             digest.push_str(&String::from_utf8_lossy(&content));
             local.push((dir.clone(), name.clone(), false));
         }
-        let key = self
-            .result
-            .key
-            .next(&key_text, &self.args_list(), Some(&digest));
+        let key = self.result.key.next(&key_text, &[], Some(&digest));
         self.record_history(format!("{keyword} {}", plan.sources.join(" ")), false);
         if self.cache_hit(&key) {
             return Ok(());
@@ -712,10 +710,7 @@ impl StageRun<'_, '_> {
         self.container_config().working_dir = Some(path.clone());
         self.record_history(format!("WORKDIR {path}"), false);
 
-        let key = self
-            .result
-            .key
-            .next(&format!("WORKDIR {path}"), &self.args_list(), None);
+        let key = self.result.key.next(&format!("WORKDIR {path}"), &[], None);
         if self.cache_hit(&key) {
             return Ok(());
         }
