@@ -17,6 +17,7 @@ mod finish;
 pub mod rootpath;
 pub mod runner;
 mod stage;
+pub use stage::host_architecture;
 pub mod users;
 
 use std::collections::{BTreeMap, BTreeSet};
