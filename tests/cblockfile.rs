@@ -838,6 +838,29 @@ fn megabyte_run_line_kept_whole() {
 }
 
 #[test]
+fn line_of_many_words_kept() {
+    let sources: Vec<String> = (0..50_000).map(|i| format!("f{i}")).collect();
+    let pairs: Vec<String> = (0..20_000).map(|i| format!("K{i}=v{i}")).collect();
+    let text = format!(
+        "FROM a\nCOPY {} /dest/\nENV {}\n",
+        sources.join(" "),
+        pairs.join(" ")
+    );
+    let file = parse_ok(&text);
+    match &file.stages[0].instructions[0].kind {
+        InstructionKind::Copy(copy) => {
+            assert_eq!(copy.sources.len(), 50_000);
+            assert_eq!(copy.sources[49_999].preview, "f49999");
+            assert_eq!(copy.dest.position.line, 2);
+        }
+        other => panic!("expected COPY, got {other:?}"),
+    }
+    let env = env_pairs(&file.stages[0]);
+    assert_eq!(env.len(), 20_000);
+    assert_eq!(env[19_999].2, "v19999");
+}
+
+#[test]
 fn nul_byte_rejected_with_position() {
     let err = cblockfile::parse("Cblockfile", b"FROM a\nRUN ec\0ho\n").unwrap_err();
     let diagnostic = err.diagnostic().expect("syntax error");
