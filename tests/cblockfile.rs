@@ -694,6 +694,19 @@ fn shell_and_exec_forms() {
 }
 
 #[test]
+fn original_trailing_comments() {
+    let text = "FROM a\nRUN \"pkg install h2o\"  # the web server\nENV A = \"b # c\" # note\nENTRYPOINT [ \"/bin/sh\" ] # shell\n";
+    let file = parse_ok(text);
+    let stage = &file.stages[0];
+    assert_eq!(run_commands(stage), [sh("pkg install h2o")]);
+    assert_eq!(env_pairs(stage)[0].2, "b # c");
+    assert_eq!(entrypoint_argv(&file), Some(strings(&["/bin/sh"])));
+    // A shell-form command keeps its comment for the shell.
+    let file = parse_ok("FROM a\nRUN make # all\n");
+    assert_eq!(run_commands(&file.stages[0]), [sh("make # all")]);
+}
+
+#[test]
 fn original_unquoted_list_items() {
     let file = parse_ok("FROM a\nCMD [ -l , , \"x y\" ]\nENTRYPOINT [ /bin/sh , -c ]\n");
     let stage = file.final_stage().unwrap();

@@ -202,6 +202,9 @@ impl Checker<'_, '_> {
     /// `ARG`, `ENTRYPOINT` and `CMD` may come before the first `FROM`.
     fn before_first_stage(&mut self, node: &Node) -> Result<(), Error> {
         let position = node.position();
+        if matches!(node.name().as_str(), "ARG" | "ENTRYPOINT" | "CMD") {
+            self.no_flags(node)?;
+        }
         match node.name().as_str() {
             "ARG" => {
                 let args = self.args(node)?;
