@@ -669,6 +669,17 @@ fn copy_from_index_and_image() {
 }
 
 #[test]
+fn stage_graph_for_target() {
+    let text = "FROM a AS base\nFROM b AS tools\nFROM base AS app\nCOPY --from=tools /t /t\nFROM c AS docs\nFROM app\n";
+    let file = parse_ok(text);
+    assert_eq!(file.stages[2].depends_on(), [0, 1]);
+    assert_eq!(file.stages_for(4), [0, 1, 2, 4]);
+    assert_eq!(file.stages_for(3), [3]);
+    assert_eq!(file.stages_for(1), [1]);
+    assert!(file.stages_for(9).is_empty());
+}
+
+#[test]
 fn globals_before_first_from() {
     let file = parse_ok("ENTRYPOINT [\"/bin/tcsh\"]\nCMD [\"-l\"]\nOSRELEASE 14.3-RELEASE\nARG BASE=freebsd\nFROM ${BASE}:14.3\nRUN true\n");
     assert_eq!(file.stages[0].from.image.preview, "freebsd:14.3");
