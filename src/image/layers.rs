@@ -17,18 +17,31 @@ const GZIP_LEVEL: u32 = 1;
 
 impl Store {
     /// Commits the changes of mount `mount_id` as a new layer on top of the
-    /// layer the mount stacks on. The mount stays as it is.
+    /// layer the mount stacks on. The mount stays as it is, and holds the
+    /// new layer (see `commit_tar`) until `remove_mount`.
     pub fn commit_mount(&self, mount_id: &str) -> Result<Layer> {
         let _lock = self.lock(true)?;
         let record: super::MountRecord = super::read_json(&self.mount_path(mount_id)?)?;
         let (blob, diff_id) = self.write_gzip_blob(|out| Ok(self.driver.diff(mount_id, out)?))?;
-        self.create_layer_from_blob(record.top.as_deref(), blob, &diff_id)
+        let layer = self.create_layer_from_blob(record.top.as_deref(), blob, &diff_id)?;
+        self.hold_unlocked(mount_id, &layer.chain_id)?;
+        Ok(layer)
     }
 
     /// Commits an uncompressed layer tar stream as a new layer on top of
     /// `parent` (a chain ID, `None` for a base layer). The builder uses it
     /// for a tar made from a directory, as with `storage::write_diff`.
-    pub fn commit_tar(&self, parent: Option<&str>, tar: &mut dyn Read) -> Result<Layer> {
+    ///
+    /// `holder` (a build or container id) holds the layer: `prune` and
+    /// `rmi` keep it until `release(holder)`, so that a concurrent prune
+    /// cannot remove it before `add_image` names it.
+    pub fn commit_tar(
+        &self,
+        parent: Option<&str>,
+        tar: &mut dyn Read,
+        holder: &str,
+    ) -> Result<Layer> {
+        crate::storage::check_id(holder)?;
         let _lock = self.lock(true)?;
         if let Some(parent) = parent {
             self.layer_unlocked(parent)?;
@@ -37,7 +50,46 @@ impl Store {
             io::copy(tar, out).map_err(io_err("read layer tar"))?;
             Ok(())
         })?;
-        self.create_layer_from_blob(parent, blob, &diff_id)
+        let layer = self.create_layer_from_blob(parent, blob, &diff_id)?;
+        self.hold_unlocked(holder, &layer.chain_id)?;
+        Ok(layer)
+    }
+
+    /// Drops every layer hold of `holder`; a holder with none is not an
+    /// error.
+    pub fn release(&self, holder: &str) -> Result<()> {
+        crate::storage::check_id(holder)?;
+        let _lock = self.lock(true)?;
+        super::durable::remove_durable(&self.dir.join("holds").join(holder))
+    }
+
+    /// Adds `chain_id` to the holds of `holder`; the caller holds the
+    /// exclusive lock.
+    fn hold_unlocked(&self, holder: &str, chain_id: &str) -> Result<()> {
+        crate::storage::check_id(holder)?;
+        let path = self.dir.join("holds").join(holder);
+        let mut text = fs::read_to_string(&path).unwrap_or_default();
+        if !text.lines().any(|line| line == chain_id) {
+            text.push_str(chain_id);
+            text.push('\n');
+            write_atomic(&self.tmp(), &path, text.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Returns the chain IDs every holder holds.
+    pub(super) fn held_layers(&self) -> Result<Vec<String>> {
+        let dir = self.dir.join("holds");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_err(format!("read {}", dir.display())))? {
+            let path = entry
+                .map_err(io_err(format!("read {}", dir.display())))?
+                .path();
+            let text =
+                fs::read_to_string(&path).map_err(io_err(format!("read {}", path.display())))?;
+            out.extend(text.lines().map(str::to_string));
+        }
+        Ok(out)
     }
 
     /// Writes what `fill` produces, gzip-compressed, as a blob; returns the

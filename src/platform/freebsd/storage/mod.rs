@@ -48,7 +48,7 @@ pub fn open_dir_nofollow(dir: &OwnedFd, name: &OsStr) -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: a fresh descriptor nobody else owns.
+    // SAFETY: a fresh descriptor with no other owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -111,6 +111,6 @@ pub fn open_in_root(root: &OwnedFd, path: &Path, flags: libc::c_int) -> io::Resu
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: a fresh descriptor nobody else owns.
+    // SAFETY: a fresh descriptor with no other owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
