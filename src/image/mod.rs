@@ -18,8 +18,8 @@
 //! ```
 //!
 //! Layers are content-addressed by diff ID (the sha256 of the uncompressed
-//! tar stream) and kept by the driver under their chain ID, which also fixes
-//! their parents. Records are written only after what they name is complete,
+//! tar stream) and recorded under their chain ID, which also fixes their
+//! parents; the driver keeps each under an id of its own. Records are written only after what they name is complete,
 //! and removed before it, so a crash at any point leaves only unreferenced
 //! files, which `open` removes. Every operation holds the lock for its whole
 //! run: shared for reads, exclusive for changes.
@@ -103,6 +103,9 @@ pub struct Layer {
     pub diff_id: String,
     /// Chain ID of the parent layer.
     pub parent: Option<String>,
+    /// The storage driver's id of the layer, unrelated to its digests so
+    /// that the driver can unpack it before the diff ID is known.
+    pub driver_id: String,
     /// The stored blob (compressed or not) as it appears in manifests.
     pub blob: Descriptor,
     /// Bytes of regular file content in the layer.
@@ -719,7 +722,7 @@ impl Store {
             // The record goes first: a layer without a record is a leftover
             // that the next open removes.
             durable::remove_durable(&self.layer_path(&layer.chain_id)?)?;
-            self.driver.remove_layer(digest_hex(&layer.chain_id)?)?;
+            self.driver.remove_layer(&layer.driver_id)?;
             report.bytes_freed += layer.size;
             report.layers.push(layer.chain_id);
         }
@@ -855,8 +858,11 @@ impl Store {
             write_atomic(&self.tmp(), &path, &to_json(&record))?;
             record
         };
-        let top = record.top.as_deref().map(digest_hex).transpose()?;
-        Ok(self.driver.mount(mount_id, top)?)
+        let top = match &record.top {
+            Some(chain_id) => Some(self.layer_unlocked(chain_id)?.driver_id),
+            None => None,
+        };
+        Ok(self.driver.mount(mount_id, top.as_deref())?)
     }
 
     /// Unmounts `mount_id`, keeping its writable layer for a later mount or

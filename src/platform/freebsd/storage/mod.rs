@@ -79,6 +79,14 @@ pub fn is_overlay_whiteout(_meta: &fs::Metadata) -> bool {
     false
 }
 
+/// Flushes file systems to disk. FreeBSD has no per-file-system call, so
+/// this is `sync(2)`, which schedules the writes of all of them.
+pub fn sync_filesystem(_path: &Path) -> io::Result<()> {
+    // SAFETY: sync takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    Ok(())
+}
+
 /// Encodes a device number as FreeBSD's `makedev(3)`.
 pub fn make_device(major: u32, minor: u32) -> libc::dev_t {
     let (major, minor) = (major as u64, minor as u64);
