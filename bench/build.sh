@@ -14,7 +14,7 @@
 #                  it, or when that daemon or the base import fails, only
 #                  buildah is measured.
 #
-# Settings (environment): RUNS (timed runs per command, default 10), BENCH_OUT
+# Settings (environment): RUNS (timed runs per command, default 20), BENCH_OUT
 # (result directory, default /var/tmp/cblocks-bench).
 #
 # The base image comes from an archive of Debian's busybox-static made by
@@ -44,7 +44,7 @@ require_command buildah buildah
 require_command runc runc
 require_command jq jq
 
-runs=${RUNS:-10}
+runs=${RUNS:-20}
 out=${BENCH_OUT:-/var/tmp/cblocks-bench}
 mkdir -p "$out"
 base=cblocks-bench-base
@@ -99,7 +99,7 @@ container=$("${buildah[@]}" from scratch)
 # --- The cblocks half -------------------------------------------------------
 
 start_cblocks() {
-    local tries=0 real
+    local tries=0 real status
     real=$(realpath "$1")
     mkdir -p "$work/bin" "$work/cblocks" "$work/base-context"
     ln -s "$real" "$work/bin/cblock"
@@ -111,7 +111,14 @@ start_cblocks() {
     cblockd_pid=$!
     until "$cblock" instances >/dev/null 2>&1; do
         tries=$((tries + 1))
-        if [ "$tries" -gt 50 ] || ! kill -0 "$cblockd_pid" 2>/dev/null; then
+        if ! kill -0 "$cblockd_pid" 2>/dev/null; then
+            status=0
+            wait "$cblockd_pid" || status=$?
+            note "cblockd exited with status $status: $(tail -n 1 "$work/cblockd.log")"
+            cblockd_pid=
+            return 1
+        fi
+        if [ "$tries" -gt 50 ]; then
             note "cblockd did not answer on $CBLOCK_SOCKET within 10 seconds: $(tail -n 1 "$work/cblockd.log")"
             return 1
         fi

@@ -16,7 +16,7 @@
 #                  it, or when that daemon or the image import fails, only
 #                  Podman is measured.
 #
-# Settings (environment): RUNS (timed runs per command, default 30), WARMUP
+# Settings (environment): RUNS (timed runs per command, default 50), WARMUP
 # (default 3), CONTAINERS (sleep containers for the per-container memory,
 # default 5), BENCH_OUT (result directory, default /var/tmp/cblocks-bench).
 #
@@ -45,7 +45,7 @@ require_command podman podman
 require_command runc runc
 require_command jq jq
 
-runs=${RUNS:-30}
+runs=${RUNS:-50}
 warmup=${WARMUP:-3}
 containers=${CONTAINERS:-5}
 out=${BENCH_OUT:-/var/tmp/cblocks-bench}
@@ -114,7 +114,7 @@ cblocks_supervisor_pids() {
 # Starts a private cblockd and builds the image from the same archive.
 # Prints why and returns false when any step fails.
 start_cblocks() {
-    local tries=0
+    local tries=0 status
     cblock_real=$(realpath "$1")
     mkdir -p "$work/bin" "$work/cblocks" "$work/context"
     ln -s "$cblock_real" "$work/bin/cblock"
@@ -126,7 +126,14 @@ start_cblocks() {
     cblockd_pid=$!
     until "$cblock" instances >/dev/null 2>&1; do
         tries=$((tries + 1))
-        if [ "$tries" -gt 50 ] || ! kill -0 "$cblockd_pid" 2>/dev/null; then
+        if ! kill -0 "$cblockd_pid" 2>/dev/null; then
+            status=0
+            wait "$cblockd_pid" || status=$?
+            note "cblockd exited with status $status: $(tail -n 1 "$work/cblockd.log")"
+            cblockd_pid=
+            return 1
+        fi
+        if [ "$tries" -gt 50 ]; then
             note "cblockd did not answer on $CBLOCK_SOCKET within 10 seconds: $(tail -n 1 "$work/cblockd.log")"
             return 1
         fi

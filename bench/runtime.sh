@@ -97,9 +97,12 @@ fi
 # is left out with the reason.
 for name in cblock-runtime crun runc; do
     [ -n "${runtime_cmd[$name]:-}" ] || continue
-    if ! error=$(${runtime_cmd[$name]} run --bundle "$bundle" "$id" 2>&1 < /dev/null); then
+    status=0
+    error=$(${runtime_cmd[$name]} run --bundle "$bundle" "$id" 2>&1 < /dev/null) || status=$?
+    if [ "$status" != 0 ]; then
         ${runtime_cmd[$name]} delete --force "$id" >/dev/null 2>&1 || true
-        note "skipping $name: '$name run' of the busybox bundle failed: $(head -n 1 <<< "$error")"
+        reason=$(head -n 1 <<< "$error")
+        note "skipping $name: '$name run' of the busybox bundle failed: ${reason:-exit status $status, no output}"
         unset "runtime_cmd[$name]"
     fi
 done
