@@ -36,7 +36,7 @@ case ${1:-} in -h | --help)
     exit 0
     ;;
 esac
-[ $# -le 1 ] || die "expected at most one argument, the cblock binary; got $#"
+[ $# -le 1 ] || die "expected at most one argument (the cblock binary), got $#"
 
 require_root
 require_command hyperfine hyperfine
@@ -47,6 +47,7 @@ require_command jq jq
 runs=${RUNS:-20}
 out=${BENCH_OUT:-/var/tmp/cblocks-bench}
 mkdir -p "$out"
+describe_machine | tee "$out/build-machine.txt"
 base=cblocks-bench-base
 app=cblocks-bench-app
 

@@ -37,7 +37,7 @@ case ${1:-} in -h | --help)
     exit 0
     ;;
 esac
-[ $# -le 1 ] || die "expected at most one argument, the cblock binary; got $#"
+[ $# -le 1 ] || die "expected at most one argument (the cblock binary), got $#"
 
 require_root
 require_command hyperfine hyperfine
@@ -50,6 +50,7 @@ warmup=${WARMUP:-3}
 containers=${CONTAINERS:-5}
 out=${BENCH_OUT:-/var/tmp/cblocks-bench}
 mkdir -p "$out"
+describe_machine | tee "$out/launch-machine.txt"
 image=cblocks-bench-busybox
 
 work=$(mktemp -d /var/tmp/cblocks-bench-launch.XXXXXX)

@@ -12,7 +12,7 @@ note() {
 }
 
 require_root() {
-    [ "$(id -u)" = 0 ] || die "must run as root: it creates containers, cgroups and mounts"
+    [ "$(id -u)" = 0 ] || die "must run as root because it creates containers, cgroups and mounts"
 }
 
 # require_command COMMAND DEBIAN_PACKAGE
@@ -152,9 +152,9 @@ hugetlb_v1_unmount() {
 
 # Unmounts what hugetlb_v1_mount mounted and waits until hugetlb is a
 # cgroup2 controller again. The kernel destroys a v1 hierarchy shortly after
-# its unmount, but only when it has no child cgroups left; a container's
-# cgroup can still be dying then. Mounting it again once the children are
-# gone and unmounting destroys it.
+# its unmount, but only when it has no child cgroups left. A container's
+# cgroup can still be dying at that moment, and then mounting the hierarchy
+# again and unmounting it destroys it.
 hugetlb_v1_release() {
     local attempt=0
     [ -n "$hugetlb_v1_mounted" ] || return 0
@@ -170,4 +170,14 @@ hugetlb_v1_release() {
     hugetlb_v1_made_dir=
     [ "$(hugetlb_hierarchy_id)" = 0 ] ||
         note "hugetlb is still a cgroup v1 hierarchy because a process in it is alive: mount it on $hugetlb_v1_dir, wait for its cgroups to empty, remove them and unmount it"
+}
+
+# Prints the machine a measurement ran on: CPU, cores, memory, kernel,
+# Debian release and the load average, which other work on the machine
+# raises and which then widens the spread of the times.
+describe_machine() {
+    printf 'machine: %s, %s cores, %s MiB, kernel %s, Debian %s, load average %s\n' \
+        "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" "$(nproc)" \
+        "$(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo)" "$(uname -r)" \
+        "$(cat /etc/debian_version 2>/dev/null || echo unknown)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Compares the OCI runtimes on one container start: `cblock-runtime run`,
-# `crun run` and `runc run` of the same busybox bundle running /bin/true,
-# timed by `hyperfine -N` in one invocation, and the smallest memory limit
-# (linux.resources.memory.limit) at which each runtime still runs the
-# container, found by bisection in 4 KiB steps.
+# Compares the OCI runtimes on one container start. `hyperfine -N` times
+# `cblock-runtime run`, `crun run` and `runc run` of the same busybox
+# bundle running /bin/true, all in one invocation. A bisection in 4 KiB
+# steps then finds, for each runtime, the smallest memory limit
+# (linux.resources.memory.limit) at which the container still runs.
 #
 # Usage (as root):
 #   bench/runtime.sh [CBLOCK_BINARY]
@@ -33,7 +33,7 @@ case ${1:-} in -h | --help)
     exit 0
     ;;
 esac
-[ $# -le 1 ] || die "expected at most one argument, the cblock binary; got $#"
+[ $# -le 1 ] || die "expected at most one argument (the cblock binary), got $#"
 
 require_root
 require_command hyperfine hyperfine
@@ -45,6 +45,7 @@ runs=${RUNS:-200}
 warmup=${WARMUP:-10}
 out=${BENCH_OUT:-/var/tmp/cblocks-bench}
 mkdir -p "$out"
+describe_machine | tee "$out/runtime-machine.txt"
 
 work=$(mktemp -d /var/tmp/cblocks-bench-runtime.XXXXXX)
 chmod 755 "$work"
@@ -143,10 +144,10 @@ runs_with_memory_limit() {
     return 1
 }
 
-# Prints the smallest limit in KiB at which the container runs, by
-# bisection between one page and 64 MiB. The result must then pass three
-# more runs; near the edge a run can fail at random, so the limit grows by
-# 1/16 until it does.
+# Prints the smallest limit in KiB at which the container runs, found by
+# bisection between one page and 64 MiB. Near the edge a run can fail at
+# random, so the result must pass three more runs, and it grows by 1/16
+# until it does.
 smallest_memory_limit() {
     local name=$1 page=4096 low=1 high=16384 mid tries=0 passes
     runs_with_memory_limit "$name" $((high * page)) || { echo "more than 65536"; return; }

@@ -7,8 +7,9 @@
 # Usage (as root):
 #   RUNTIME_TOOLS_DIR=/var/tmp/runtime-tools tests/conformance/run.sh RUNTIME_PATH [OUTPUT]
 #
-#   RUNTIME_PATH  the runtime binary, called with runc's command line
-#                 (/usr/sbin/runc, /usr/bin/crun, .../cblock-runtime)
+#   RUNTIME_PATH  the runtime binary, called with runc's command line:
+#                 /usr/sbin/runc, /usr/bin/crun or .../cblock-runtime (the
+#                 cblock binary itself runs through a cblock-runtime link)
 #   OUTPUT        the summary file (default: ./conformance-NAME.txt); the
 #                 TAP output and stderr of each test go to OUTPUT.logs/
 #
@@ -103,6 +104,14 @@ work=$(mktemp -d /var/tmp/cblocks-conformance.XXXXXX)
 # linux_uid_mappings runs the container as a mapped user, which must be
 # able to reach the bundle.
 chmod 755 "$work"
+
+# The multi-call binary picks its role from its name, so the cblock binary
+# itself runs as cblock-runtime through a link.
+if [ "$(basename "$runtime")" = cblock ]; then
+    mkdir -p "$work/bin"
+    ln -s "$runtime" "$work/bin/cblock-runtime"
+    runtime=$work/bin/cblock-runtime
+fi
 logs="$output.logs"
 
 # Deletes the containers whose bundle lies in this run's temporary

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Prints a Markdown table comparing summaries written by run.sh: one row per
-# test, one column per summary, each cell the test's status and its TAP
-# assertions "ok/run" (skipped assertions count as run), then a row with the
-# number of passing tests. The failure reasons follow, per column.
+# Prints a Markdown table that compares summaries written by run.sh. It has
+# one row per test and one column per summary. Each cell is the test's
+# status and its TAP assertions as "ok/run", where skipped assertions count
+# as run. A last row counts the passing tests, and the failure reasons of
+# each column follow the table.
 #
 # Usage:
 #   tests/conformance/table.sh LABEL=SUMMARY [LABEL=SUMMARY]...
