@@ -389,7 +389,12 @@ impl StageRun<'_, '_> {
         else {
             return false;
         };
-        if entry.layer.is_some() {
+        if let Some(layer) = &entry.layer {
+            // A prune between this lookup and the image's naming must not
+            // take the layer away.
+            if self.build.hold(layer).is_err() {
+                return false;
+            }
             self.result.top = entry.layer;
         }
         self.result.key = key.clone();
@@ -404,6 +409,7 @@ impl StageRun<'_, '_> {
     /// `key`.
     fn commit(&mut self, mount_id: &str, key: StepKey) -> Result<(), Error> {
         let layer = self.build.store.commit_mount(mount_id)?;
+        self.build.hold(&layer.chain_id)?;
         self.build.release(mount_id)?;
         self.build.cache.record(
             &key,

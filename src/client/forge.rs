@@ -91,7 +91,8 @@ fn create(
         &mut tar,
     )?;
     tar.seek(SeekFrom::Start(0)).map_err(io_error)?;
-    let layer = store.commit_tar(None, &mut tar)?;
+    let holder = format!("forge-{}", std::process::id());
+    let layer = store.commit_tar(None, &mut tar, &holder)?;
 
     let config = ImageConfig {
         created: Some(crate::image::rfc3339(std::time::SystemTime::now())),
@@ -110,10 +111,12 @@ fn create(
         }],
         ..Default::default()
     };
-    Ok(store.add_image(
+    let image = store.add_image(
         config,
         Some(&layer.chain_id),
         Default::default(),
         std::slice::from_ref(reference),
-    )?)
+    );
+    store.release(&holder)?;
+    Ok(image?)
 }

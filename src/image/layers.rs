@@ -208,6 +208,16 @@ impl Store {
         Ok(layer)
     }
 
+    /// Holds layer `chain_id` for `holder` (a build id) until
+    /// `release(holder)`: a build holds each layer it commits or takes from
+    /// the cache until the image that uses it is named.
+    pub fn hold(&self, holder: &str, chain_id: &str) -> Result<()> {
+        crate::storage::check_id(holder)?;
+        let _lock = self.lock(true)?;
+        self.layer_unlocked(chain_id)?;
+        self.hold_unlocked(holder, chain_id)
+    }
+
     /// Drops every layer hold of `holder`; a holder with none is not an
     /// error.
     pub fn release(&self, holder: &str) -> Result<()> {
