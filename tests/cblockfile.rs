@@ -1152,13 +1152,21 @@ fn cli_build_usage_errors() {
         stderr(&output)
     );
 
-    let output = cblock(&["build", "-n", "demo", context]);
+    // Past the checks the build starts, and fails on the missing base image
+    // without leaving a build behind in its own data directory.
+    let data_dir = TempDir::new("cli-build-data");
+    let data = data_dir.0.join("data");
+    let output = cblock(&["build", "-d", data.to_str().unwrap(), "-n", "demo", context]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        stderr(&output).contains("not implemented"),
+        stderr(&output).contains("base image \"a\""),
         "{}",
         stderr(&output)
     );
+    let builds: Vec<_> = std::fs::read_dir(data.join("builds"))
+        .map(|dir| dir.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(builds.is_empty(), "left behind: {builds:?}");
 }
 
 #[test]

@@ -218,7 +218,7 @@ impl StageRun<'_, '_> {
             let hint = if name.starts_with("forge") {
                 "; run cblock forge to create it"
             } else {
-                "; build or load it first (cblock images lists what exists)"
+                ""
             };
             self.failure(format!("base image {name:?}: {err}{hint}"))
         })?;

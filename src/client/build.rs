@@ -175,42 +175,22 @@ pub fn run(_globals: &Globals, args: Args) -> crate::Result<ExitCode> {
 
 /// Builds in this process against the store in the data directory.
 fn build_here(args: &Args, file: &Cblockfile) -> crate::Result<ExitCode> {
-    use crate::build::{self, context, runner::RuntimeRunner, Options, Output};
-    use crate::image::{Reference, Store};
+    use crate::build::{self, context, job::Job};
 
-    let started = std::time::Instant::now();
     let data_dir = args
         .data_directory
         .clone()
         .unwrap_or_else(|| PathBuf::from(crate::platform::DEFAULT_DATA_DIR));
-    let store = Store::open_recorded(&data_dir)?;
     let id = random_id()?;
-
-    let names = match &args.name {
-        Some((name, _)) => vec![Reference::parse(&format!("{name}:{}", args.image_tag()))?],
-        None => Vec::new(),
-    };
-    let options = Options {
-        names,
-        build_args: args.build_arg.iter().cloned().collect(),
-        target: args.target.clone(),
-        network: match args.network {
-            BuildNetwork::Host => build::Network::Host,
-            BuildNetwork::None => build::Network::None,
-        },
-        no_cache: args.no_cache,
-        file_integrity: args.file_integrity,
-        quiet: args.quiet,
-    };
 
     // The build reads a copy of the context without the ignored files, made
     // through the same tar stream the daemon will receive.
     let context_dir = data_dir.join("builds").join(format!("{id}-context"));
-    let result = (|| {
-        std::fs::create_dir_all(&context_dir).map_err(|source| crate::Error::Io {
-            path: context_dir.clone(),
-            source,
-        })?;
+    std::fs::create_dir_all(&context_dir).map_err(|source| crate::Error::Io {
+        path: context_dir.clone(),
+        source,
+    })?;
+    let staged = (|| {
         let patterns = Patterns::load(&args.path)?;
         if !args.quiet {
             println!(
@@ -219,35 +199,39 @@ fn build_here(args: &Args, file: &Cblockfile) -> crate::Result<ExitCode> {
             );
         }
         context::stage(&args.path, &patterns, &context_dir).map_err(build::Error::from)?;
-
-        let runner = RuntimeRunner {
-            state_root: PathBuf::from(crate::runtime::DEFAULT_ROOT),
-            runtime_exe: None,
-        };
-        let output: Output = std::sync::Mutex::new(Box::new(std::io::stdout()));
-        Ok::<_, crate::Error>(build::build(
-            &store,
-            &runner,
-            file,
-            &context_dir,
-            &options,
-            &id,
-            &output,
-        )?)
+        Ok::<_, crate::Error>(())
     })();
-    let _ = std::fs::remove_dir_all(&context_dir);
-
-    let built = result?;
-    if args.quiet {
-        println!("{}", built.image.id);
-    } else {
-        println!(
-            "-- Build finished in {:.1} seconds: {} steps run, {} from the cache",
-            started.elapsed().as_secs_f64(),
-            built.executed_steps,
-            built.cached_steps
-        );
+    if let Err(err) = staged {
+        let _ = std::fs::remove_dir_all(&context_dir);
+        return Err(err);
     }
+
+    let path = args.cblockfile_path()?;
+    let job = Job {
+        id,
+        data_dir,
+        context_dir,
+        file_name: file.file.clone(),
+        file_text: std::fs::read_to_string(&path).map_err(|source| crate::Error::Io {
+            path: path.clone(),
+            source,
+        })?,
+        names: match &args.name {
+            Some((name, _)) => vec![format!("{name}:{}", args.image_tag())],
+            None => Vec::new(),
+        },
+        build_args: args.build_arg.iter().cloned().collect(),
+        target: args.target.clone(),
+        network: match args.network {
+            BuildNetwork::Host => "host".into(),
+            BuildNetwork::None => "none".into(),
+        },
+        no_cache: args.no_cache,
+        file_integrity: args.file_integrity,
+        quiet: args.quiet,
+        remove_context: true,
+    };
+    build::job::run(&job)?;
     Ok(ExitCode::SUCCESS)
 }
 
