@@ -386,11 +386,21 @@ CMD [\"--serve\"]
         let text = "FROM scratch\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\nENV X=1\n";
 
         let (first, _) = setup.build(text, "cached", Options::default());
-        assert_eq!(first.unwrap().executed_steps, 2);
+        let first = first.unwrap();
+        assert_eq!(first.executed_steps, 2);
 
         let (second, output) = setup.build(text, "cached", Options::default());
         let second = second.unwrap();
         assert_eq!(second.executed_steps, 0, "{output}");
+        assert_eq!(
+            second.image.id, first.image.id,
+            "a cached rebuild makes the same image"
+        );
+        assert_eq!(
+            setup.store.images().unwrap().len(),
+            1,
+            "no unnamed image left"
+        );
         assert_eq!(second.cached_steps, 2, "{output}");
         assert!(output.contains(" ---> Using cache"), "{output}");
 
