@@ -534,6 +534,30 @@ fn opaque_hides_lower_keeps_own() {
 }
 
 #[test]
+fn opaque_after_own_entries_hides_lower() {
+    // The layer writes dir/sub/x before marking dir opaque: the lower
+    // dir/sub/y and dir/z must go, dir/sub/x must stay.
+    let scratch = Scratch::new("opaque-late");
+    let root = scratch.root();
+    run(
+        &scratch,
+        &archive(&[file("dir/sub/y", b"y"), file("dir/z", b"z")]),
+    )
+    .unwrap();
+    run(
+        &scratch,
+        &archive(&[file("dir/sub/x", b"x"), file("dir/.wh..wh..opq", b"")]),
+    )
+    .unwrap();
+    assert_eq!(fs::read(root.join("dir/sub/x")).unwrap(), b"x");
+    assert!(
+        !root.join("dir/sub/y").exists(),
+        "lower file under a kept dir survived"
+    );
+    assert!(!root.join("dir/z").exists(), "lower file survived");
+}
+
+#[test]
 fn whiteout_lookalikes_are_files() {
     let scratch = Scratch::new("lookalike");
     let root = scratch.root();

@@ -20,7 +20,7 @@
 //! into memory: a compressed archive could otherwise expand one header into
 //! gigabytes.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
@@ -114,7 +114,7 @@ pub fn extract(
     let mut extractor = Extractor {
         root: root_fd,
         options: *options,
-        created: HashSet::new(),
+        created: BTreeSet::new(),
         dir_times: Vec::new(),
         summary: ExtractSummary::default(),
     };
@@ -344,7 +344,7 @@ struct Extractor {
     root: OwnedFd,
     options: ExtractOptions,
     /// Paths this layer wrote, which an opaque marker must not hide.
-    created: HashSet<Vec<u8>>,
+    created: BTreeSet<Vec<u8>>,
     /// Directory times, set last because entries below change them.
     dir_times: Vec<(Vec<OsString>, i64)>,
     summary: ExtractSummary,
@@ -613,22 +613,46 @@ impl Extractor {
     fn opaque(&mut self, name: &[u8], parts: &[OsString]) -> Result<()> {
         let dir = self.open_parent(name, parts, true)?;
         match self.options.whiteouts {
-            Whiteouts::Apply => {
-                let prefix = join(parts);
-                let created = &self.created;
-                fdops::clear_dir(&dir, |child| {
-                    let mut path = prefix.clone();
-                    if !path.is_empty() {
-                        path.push(b'/');
-                    }
-                    path.extend_from_slice(child.as_bytes());
-                    created.contains(&path)
-                })
-                .map_err(|e| self.io(name, "apply opaque marker", e))
-            }
+            Whiteouts::Apply => self
+                .hide_lower(&dir, &join(parts))
+                .map_err(|e| self.io(name, "apply opaque marker", e)),
             Whiteouts::Overlay => crate::platform::storage::overlay_set_opaque(&dir)
                 .map_err(|e| self.io(name, "mark directory opaque", e)),
         }
+    }
+
+    /// Removes from `dir` (at `prefix` below the root) everything this layer
+    /// did not write. Directories that hold entries of this layer stay, and
+    /// are cleared the same way, because an opaque marker hides every lower
+    /// entry below it even when it comes after this layer's own entries.
+    fn hide_lower(&self, dir: &OwnedFd, prefix: &[u8]) -> io::Result<()> {
+        for child in fdops::list_dir(dir)? {
+            let mut path = prefix.to_vec();
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(child.as_bytes());
+            let mut below = path.clone();
+            below.push(b'/');
+            let written = self.created.contains(&path);
+            let written_below = self
+                .created
+                .range(below.clone()..)
+                .next()
+                .is_some_and(|p| p.starts_with(&below));
+
+            if !written && !written_below {
+                fdops::remove_all_at(dir, &child)?;
+                continue;
+            }
+            let is_dir = fdops::lstatat(dir, &child)?
+                .is_some_and(|st| fdops::is_type(st.st_mode, libc::S_IFDIR));
+            if is_dir {
+                let sub = crate::platform::storage::open_dir_nofollow(dir, &child)?;
+                self.hide_lower(&sub, &path)?;
+            }
+        }
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {
