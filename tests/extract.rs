@@ -651,3 +651,63 @@ fn compressed_layers_read() {
         );
     }
 }
+
+#[test]
+fn xattrs_extracted_and_filtered() {
+    let scratch = Scratch::new("xattr");
+    let bytes = archive(&[
+        pax(&[("SCHILY.xattr.user.origin", "cblocks")]),
+        file("tagged", b"t"),
+        pax(&[("SCHILY.xattr.trusted.overlay.opaque", "y")]),
+        raw("sneaky/", b'5'),
+    ]);
+    run(&scratch, &bytes).unwrap();
+    let xattrs = cblocks::platform::storage::read_xattrs(&scratch.root().join("tagged")).unwrap();
+    assert!(
+        xattrs.contains(&(b"user.origin".to_vec(), b"cblocks".to_vec())),
+        "{xattrs:?}"
+    );
+    let sneaky = cblocks::platform::storage::read_xattrs(&scratch.root().join("sneaky")).unwrap();
+    assert!(
+        !sneaky
+            .iter()
+            .any(|(k, _)| k.starts_with(b"trusted.overlay.")),
+        "an overlay attribute from a layer was applied: {sneaky:?}"
+    );
+}
+
+#[test]
+fn xattrs_survive_diff_and_extract() {
+    let scratch = Scratch::new("xattr-diff");
+    let tree = scratch.0.join("tree");
+    fs::create_dir(&tree).unwrap();
+    fs::write(tree.join("f"), b"f").unwrap();
+    let path =
+        std::ffi::CString::new(tree.join("f").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: valid C strings and a buffer of the given length.
+    let ret = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            c"user.kept".as_ptr(),
+            b"yes".as_ptr() as *const libc::c_void,
+            3,
+            0,
+        )
+    };
+    assert_eq!(ret, 0, "cannot set a user xattr in {}", tree.display());
+    let mut tar = Vec::new();
+    cblocks::storage::write_diff(
+        cblocks::storage::DiffSource::Trees {
+            lower: None,
+            upper: &tree,
+        },
+        &mut tar,
+    )
+    .unwrap();
+    run(&scratch, &tar).unwrap();
+    let xattrs = cblocks::platform::storage::read_xattrs(&scratch.root().join("f")).unwrap();
+    assert!(
+        xattrs.contains(&(b"user.kept".to_vec(), b"yes".to_vec())),
+        "{xattrs:?}"
+    );
+}

@@ -38,6 +38,19 @@ pub const MAX_PATH_LEN: usize = 4096;
 /// Largest single path component, as Linux's `NAME_MAX`.
 pub const MAX_NAME_LEN: usize = 255;
 
+/// Prefix of the PAX records that carry extended attributes (as GNU tar and
+/// Go's archive/tar write them).
+pub const XATTR_PAX_PREFIX: &str = "SCHILY.xattr.";
+
+/// Returns whether an extended attribute is carried in layers: `user.`,
+/// file capabilities and POSIX ACLs. Overlayfs's own `trusted.overlay.`
+/// attributes and security labels, which belong to the host, are not.
+pub fn xattr_allowed(key: &[u8]) -> bool {
+    key.starts_with(b"user.")
+        || key == b"security.capability"
+        || key.starts_with(b"system.posix_acl_")
+}
+
 /// Marker of an opaque directory: lower layers' entries in it are hidden.
 pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
 /// Prefix of a whiteout: `.wh.NAME` deletes `NAME` of lower layers.
@@ -98,6 +111,8 @@ struct EntryHeader {
     mtime: i64,
     size: u64,
     device: (u32, u32),
+    /// Extended attributes from `SCHILY.xattr.` PAX records.
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Extracts the uncompressed tar stream `reader` into the existing directory
@@ -214,6 +229,7 @@ fn entry_header(
         .long_name
         .map(trim_nul)
         .unwrap_or_else(|| raw.path_bytes().into_owned());
+    let mut xattrs = Vec::new();
     let mut link = pending
         .long_link
         .map(trim_nul)
@@ -242,6 +258,9 @@ fn entry_header(
             };
             match record.key_bytes() {
                 b"path" => name = value.to_vec(),
+                key if key.starts_with(XATTR_PAX_PREFIX.as_bytes()) => {
+                    xattrs.push((key[XATTR_PAX_PREFIX.len()..].to_vec(), value.to_vec()));
+                }
                 b"linkpath" => link = Some(value.to_vec()),
                 b"uid" => uid = number()? as u64,
                 b"gid" => gid = number()? as u64,
@@ -285,6 +304,7 @@ fn entry_header(
         mtime,
         size,
         device,
+        xattrs,
     })
 }
 
@@ -425,9 +445,18 @@ impl Extractor {
         path.push(base.clone());
         self.created.insert(join(&path));
 
-        let meta = |this: &Self, mode: Option<u32>| {
+        // Extended attributes go last, because chown clears file
+        // capabilities. Symlinks (no mode) get none.
+        let meta = |this: &Self, mode: Option<u32>| -> Result<()> {
             fdops::set_metadata(&parent, &base, header.uid, header.gid, mode, header.mtime)
-                .map_err(|e| this.io(name, "set metadata", e))
+                .map_err(|e| this.io(name, "set metadata", e))?;
+            if mode.is_some() {
+                for (key, value) in header.xattrs.iter().filter(|(k, _)| xattr_allowed(k)) {
+                    crate::platform::storage::set_xattr(&parent, &base, key, value)
+                        .map_err(|e| this.io(name, "set extended attribute", e))?;
+                }
+            }
+            Ok(())
         };
         match header.kind {
             _ if is_dir => {
