@@ -695,6 +695,7 @@ fn xattrs_survive_diff_and_extract() {
         )
     };
     assert_eq!(ret, 0, "cannot set a user xattr in {}", tree.display());
+
     let mut tar = Vec::new();
     cblocks::storage::write_diff(
         cblocks::storage::DiffSource::Trees {

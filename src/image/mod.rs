@@ -19,7 +19,7 @@
 //!
 //! Layers are content-addressed by diff ID (the sha256 of the uncompressed
 //! tar stream) and recorded under their chain ID, which also fixes their
-//! parents; the driver keeps each under an id of its own. Records are written only after what they name is complete,
+//! parents. The driver keeps each layer under an id of its own. Records are written only after what they name is complete,
 //! and removed before it, so a crash at any point leaves only unreferenced
 //! files, which `open` removes. Every operation holds the lock for its whole
 //! run: shared for reads, exclusive for changes.

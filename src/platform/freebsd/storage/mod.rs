@@ -95,7 +95,7 @@ pub fn read_xattrs(_path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
 /// Flushes file systems to disk. FreeBSD has no per-file-system call, so
 /// this is `sync(2)`, which schedules the writes of all of them.
 pub fn sync_filesystem(_path: &Path) -> io::Result<()> {
-    // SAFETY: sync takes no arguments and cannot fail.
+    // SAFETY: sync(2) takes no arguments and returns nothing.
     unsafe { libc::sync() };
     Ok(())
 }

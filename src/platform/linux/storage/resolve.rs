@@ -150,7 +150,7 @@ pub fn set_xattr(dir: &OwnedFd, name: &OsStr, key: &[u8], value: &[u8]) -> io::R
 /// Returns the extended attributes of `path`, without following a symlink.
 pub fn read_xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let c = CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: a null buffer of length 0 asks for the size of the list.
+    // SAFETY: a null buffer of length 0 makes llistxattr return the size.
     let size = unsafe { libc::llistxattr(c.as_ptr(), std::ptr::null_mut(), 0) };
     if size < 0 {
         let err = io::Error::last_os_error();
@@ -176,7 +176,7 @@ pub fn read_xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = Vec::new();
     for key in names.split(|b| *b == 0).filter(|k| !k.is_empty()) {
         let ckey = CString::new(key)?;
-        // SAFETY: a null buffer of length 0 asks for the size of the value.
+        // SAFETY: a null buffer of length 0 makes lgetxattr return the size.
         let len = unsafe { libc::lgetxattr(c.as_ptr(), ckey.as_ptr(), std::ptr::null_mut(), 0) };
         if len < 0 {
             continue;
