@@ -23,6 +23,19 @@
 //! and removed before it, so a crash at any point leaves only unreferenced
 //! files, which `open` removes. Every operation holds the lock for its whole
 //! run: shared for reads, exclusive for changes.
+//!
+//! How the rest of cblocks uses it:
+//!
+//! - the daemon opens one `Store` (`Store::open(data_dir, driver)`) and
+//!   mounts an image for each container with `mount_image(id, image)`, which
+//!   returns the root file system path and counts as a use of the image;
+//!   `remove_mount(id)` ends it. `add_use`/`remove_use` record other uses;
+//! - a build mounts its base with `mount_image` or a step's layer with
+//!   `mount_layer`, commits each step with `commit_mount` (or a tar with
+//!   `commit_tar`), and finishes with `add_image(config, top, annotations,
+//!   names)`, then removes its mounts and calls `release`;
+//! - the client's image commands call `images`, `resolve`, `tag`, `remove`,
+//!   `prune`, `disk_usage`, `save` and `load`.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
