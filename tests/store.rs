@@ -715,6 +715,7 @@ fn client_commands_in_process() {
         small_image(&store, b"client", &["web:1"]);
     }
     let cblock = env!("CARGO_BIN_EXE_cblock");
+    let empty = scratch.path("empty");
     let run = |args: &[&str]| {
         let output = Command::new(cblock).args(args).output().unwrap();
         (
@@ -724,6 +725,15 @@ fn client_commands_in_process() {
         )
     };
     let d = data.to_str().unwrap();
+
+    // A data directory without a store lists nothing and records no driver.
+    let (code, out, _) = run(&["images", "-d", empty.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(!empty.join("store/driver").exists());
+    let (code, _, err) = run(&["rmi", "-d", empty.to_str().unwrap(), "x"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no image store"), "{err}");
 
     let (code, out, _) = run(&["images", "-d", d]);
     assert_eq!(code, Some(0));

@@ -71,6 +71,11 @@ pub enum Error {
     Storage(#[from] storage::Error),
     #[error("invalid image name {reference:?}: {rule}")]
     InvalidReference { reference: String, rule: String },
+    #[error(
+        "no image store in data directory {0}; start cblockd with `-d {0}` once, \
+         or pass the daemon's data directory with -d"
+    )]
+    NoStore(PathBuf),
     #[error("image {0:?} not found; `cblock images` lists the images")]
     ImageNotFound(String),
     #[error("image ID prefix {0:?} matches more than one image; give more characters")]
@@ -299,13 +304,17 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens the store in `data_dir` with the driver it records, or with the
-    /// platform's default driver when it is new.
+    /// Opens the existing store in `data_dir` with the driver it records.
+    /// A data directory without a store is an error rather than a new store,
+    /// so that a client command never fixes the driver before cblockd does.
     pub fn open_recorded(data_dir: &Path) -> Result<Store> {
         let driver_file = data_dir.join("store").join("driver");
         let kind = match fs::read_to_string(&driver_file) {
             Ok(name) => DriverKind::parse(name.trim())?,
-            Err(_) => DriverKind::platform_default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NoStore(data_dir.to_path_buf()));
+            }
+            Err(e) => return Err(io_err(format!("read {}", driver_file.display()))(e)),
         };
         Store::open(data_dir, kind)
     }
