@@ -93,7 +93,7 @@ pub fn run(_globals: &Globals, args: Args) -> crate::Result<ExitCode> {
 /// without names.
 pub fn table(images: &[ImageSummary]) -> String {
     let mut out = format!(
-        "{:<16} {:<16} {:<12} {:>12} {:<20}\n",
+        "{:<16} {:<16} {:<12} {:>12} {}\n",
         "IMAGE", "TAG", "ID", "SIZE", "CREATED"
     );
     for summary in images {
@@ -112,7 +112,7 @@ pub fn table(images: &[ImageSummary]) -> String {
         };
         for (name, tag) in rows {
             out.push_str(&format!(
-                "{:<16} {:<16} {:<12} {:>12} {:<20}\n",
+                "{:<16} {:<16} {:<12} {:>12} {}\n",
                 name,
                 tag,
                 image.short_id(),
