@@ -10,3 +10,4 @@ pub enum Error {
         source: std::io::Error,
     },
 }
+
