@@ -77,3 +77,4 @@ pub fn parse_file(path: &Path) -> Result<Cblockfile, Error> {
     })?;
     parse(&path.display().to_string(), &bytes)
 }
+

@@ -9,3 +9,4 @@ pub enum Error {
         source: std::io::Error,
     },
 }
+
