@@ -77,4 +77,3 @@ pub fn parse_file(path: &Path) -> Result<Cblockfile, Error> {
     })?;
     parse(&path.display().to_string(), &bytes)
 }
-
