@@ -996,6 +996,10 @@ fn other_checks_rejected() {
         ("FROM a\nENV A =\n", "has no value after the '='"),
         ("# escape=x\nFROM a\n", "invalid escape character"),
         ("FROM a\nCOPY x <<EOF\nbody\nEOF\n", "cannot be a heredoc"),
+        (
+            "ENTRYPOINT [\"/bin/sh\"]\n",
+            "the file has no FROM instruction",
+        ),
     ];
     for (text, expected) in cases {
         let (_, message) = parse_err(text);

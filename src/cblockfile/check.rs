@@ -75,6 +75,17 @@ pub fn check(tree: &SyntaxTree, reporter: &Reporter) -> Result<Cblockfile, Error
     for node in &tree.nodes {
         checker.node(node)?;
     }
+    if checker.file.stages.is_empty() {
+        let position = tree
+            .nodes
+            .first()
+            .map_or(Position::new(1, 1), Node::position);
+        return Err(checker.error(
+            position,
+            "the file has no FROM instruction, so it builds nothing",
+            "add FROM IMAGE (or FROM scratch) before the build steps",
+        ));
+    }
     Ok(checker.file)
 }
 
