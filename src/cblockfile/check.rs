@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use nom::character::complete::{alpha1, digit1};
+use nom::bytes::complete::take_while;
+use nom::character::complete::{alpha1, digit1, satisfy};
 use nom::combinator::{all_consuming, opt, recognize};
 use nom::multi::many1;
 use nom::sequence::{pair, preceded, tuple};
@@ -312,11 +313,7 @@ impl Checker<'_, '_> {
     fn stage_name(&self, node: &Node, name: &str) -> Result<String, Error> {
         let at = self.locate(node, name);
         let lower = name.to_ascii_lowercase();
-        let valid = lower.starts_with(|ch: char| ch.is_ascii_lowercase())
-            && lower
-                .chars()
-                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "-_.".contains(ch));
-        if !valid {
+        if all_consuming(stage_name_syntax)(&lower).is_err() {
             return Err(self.error(
                 at,
                 format!("invalid stage name {name:?}"),
@@ -1153,6 +1150,14 @@ fn open_json_string(text: &str) -> Option<usize> {
         }
     }
     open
+}
+
+/// A stage name in lower case: a letter, then letters, digits, `-`, `_`, `.`.
+fn stage_name_syntax(input: &str) -> IResult<&str, &str> {
+    recognize(pair(
+        satisfy(|ch| ch.is_ascii_lowercase()),
+        take_while(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "-_.".contains(ch)),
+    ))(input)
 }
 
 /// `PORT`, `PORT-PORT`, each optionally followed by `/tcp`, `/udp` or `/sctp`.
