@@ -552,8 +552,18 @@ fn original_root_meaning() {
             ("PATH".into(), "/usr/local/go125/bin:$PATH".into()),
         ]
     );
-    assert_eq!(run_commands(stage).len(), 5);
-    assert_eq!(run_commands(stage)[4], sh("./ci/build.sh"));
+
+    assert_eq!(
+        run_commands(stage),
+        [
+            sh("pkg install go125"),
+            sh("go install github.com/golangci/golangci-lint/cmd/golangci-lint@latest"),
+            sh("mkdir /build"),
+            sh("mkdir -p /usr/local/etc/rc.d"),
+            sh("./ci/build.sh"),
+        ]
+    );
+
     let workdir = stage
         .instructions
         .iter()
@@ -565,6 +575,7 @@ fn original_root_meaning() {
         workdir,
         Some(("\"/build\"".to_string(), "/build".to_string()))
     );
+
     assert_eq!(entrypoint_argv(&file), None);
     assert!(file.osrelease.is_none());
     assert!(file.auditcfg.is_none());
@@ -985,6 +996,10 @@ fn other_checks_rejected() {
         ("FROM a\nENV A =\n", "has no value after the '='"),
         ("# escape=x\nFROM a\n", "invalid escape character"),
         ("FROM a\nCOPY x <<EOF\nbody\nEOF\n", "cannot be a heredoc"),
+        (
+            "ENTRYPOINT [\"/bin/sh\"]\n",
+            "the file has no FROM instruction",
+        ),
     ];
     for (text, expected) in cases {
         let (_, message) = parse_err(text);
