@@ -326,13 +326,18 @@ impl Container {
         process: &Process,
         cgroup_path: String,
     ) -> Result<Container, Error> {
+        // Writable by others: in a user namespace the container's root is
+        // not the host's root that owns the FIFO.
         let fifo = state_dir.join(state::EXEC_FIFO);
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622)).map_err(
             |e| Error::Io {
                 context: format!("creating the exec FIFO {}", fifo.display()),
                 source: e.into(),
             },
         )?;
+
+        fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+            .map_err(io_error(format!("setting the mode of {}", fifo.display())))?;
 
         let mut record = Record::new(&config.id, bundle, &rootfs, spec);
         record.save(state_dir)?;

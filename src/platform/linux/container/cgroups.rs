@@ -219,16 +219,24 @@ pub fn create(path: &str, resources: Option<&Resources>, pid: i32) -> Result<Cgr
     let result = (|| {
         for hierarchy in &hierarchies {
             let dir = hierarchy.mount.join(relative);
-            let existed = dir.is_dir();
+            // Deleting the container kills what is left in its cgroup, so
+            // it must not share one with other processes.
+            let in_use = fs::read_to_string(dir.join("cgroup.procs"))
+                .is_ok_and(|procs| !procs.trim().is_empty());
+            if in_use {
+                return Err(Error::Config(format!(
+                    "cgroup {} already holds processes; give the container its own \
+                     linux.cgroupsPath",
+                    dir.display()
+                )));
+            }
             if hierarchy.unified {
                 enable_controllers(&hierarchy.mount, &dir)?;
             } else {
                 let cpuset = hierarchy.controllers.iter().any(|c| c == "cpuset");
                 create_dir(&dir, cpuset)?;
             }
-            if !existed {
-                cgroup.dirs.push(dir.clone());
-            }
+            cgroup.dirs.push(dir.clone());
             if let Some(resources) = resources {
                 if hierarchy.unified {
                     apply_v2(&dir, &hierarchy.controllers, resources, unified_only)?;
