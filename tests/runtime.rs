@@ -2,10 +2,10 @@
 //! from inside real containers, the OCI lifecycle through the
 //! `cblock runtime` command line, and bad bundles that must fail cleanly.
 //!
-//! Runs as root. Each test builds its own bundle in a temporary directory
-//! with a busybox root file system (from Debian's busybox-static package)
-//! and its own state root; a guard deletes its containers and the directory
-//! even when the test fails.
+//! Runs as root. Each test builds its own bundle in a temporary directory,
+//! with a busybox root file system from Debian's busybox-static package and
+//! its own state root. A guard deletes its containers and the directory even
+//! when the test fails.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -84,8 +84,8 @@ impl Bundle {
         id
     }
 
-    /// The default configuration of cblocks containers running `script`
-    /// with sh, with a cgroup path private to this test.
+    /// Returns the default configuration of cblocks containers, running
+    /// `script` with sh in a cgroup path private to this test.
     fn spec(&self, id_hint: &str, script: &str) -> Spec {
         let mut spec = default_spec(&Settings {
             args: vec!["sh".into(), "-c".into(), script.into()],
@@ -341,7 +341,8 @@ fn masked_paths_empty() {
          echo firmware=$(ls -A /sys/firmware | wc -l)",
     );
     // The host has content at all three paths.
-    assert!(fs::metadata("/proc/timer_list").is_ok() && fs::read_dir("/sys/firmware").is_ok());
+    assert!(fs::metadata("/proc/timer_list").is_ok());
+    assert!(fs::read_dir("/sys/firmware").is_ok());
     let out = stdout_of(&bundle.run("masked", &spec));
     assert!(out.contains("timer_list=0"), "{out}");
     assert!(out.contains("keys=0"), "{out}");
@@ -363,7 +364,7 @@ fn mounting_refused() {
     assert!(out.trim_end().ends_with('0'), "/mnt is mounted: {out}");
 }
 
-/// A shell that holds 200 MB in a variable.
+/// A shell script that keeps 200 MB in a variable.
 const MEMORY_HOG: &str = "x=$(head -c 200000000 /dev/zero | tr '\\000' a); echo survived ${#x}";
 
 #[test]
@@ -523,7 +524,7 @@ fn no_leaked_host_descriptors() {
     }
     let out = command.output().unwrap();
     let listed: BTreeSet<String> = stdout_of(&out).lines().map(str::to_string).collect();
-    // ls itself holds one descriptor, the directory it lists.
+    // ls itself opens one descriptor, the directory it lists.
     let expected: BTreeSet<String> = ["0", "1", "2", "3"].iter().map(|s| s.to_string()).collect();
     assert_eq!(
         listed, expected,
@@ -972,5 +973,90 @@ fn unsupported_global_option_rejected() {
         text(&out.stderr).contains("--no-such-option"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+/// Runs podman with cblock-runtime as its OCI runtime.
+fn podman(bundle: &Bundle, runtime: &Path, args: &[&str]) -> Output {
+    let mut full = vec![
+        "--runtime",
+        runtime.to_str().unwrap(),
+        "--cgroup-manager",
+        "cgroupfs",
+    ];
+    full.extend_from_slice(args);
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let stdout_path = bundle.dir.join(format!("podman-out-{n}"));
+    let stderr_path = bundle.dir.join(format!("podman-err-{n}"));
+    let status = Command::new("podman")
+        .args(&full)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&stdout_path).unwrap())
+        .stderr(fs::File::create(&stderr_path).unwrap())
+        .status()
+        .expect("running podman; install Debian's podman package");
+    Output {
+        status,
+        stdout: fs::read(&stdout_path).unwrap_or_default(),
+        stderr: fs::read(&stderr_path).unwrap_or_default(),
+    }
+}
+
+#[test]
+fn podman_runs_busybox_image() {
+    let bundle = Bundle::new("podman");
+    let runtime = bundle.dir.join("cblock-runtime");
+    std::os::unix::fs::symlink(CBLOCK, &runtime).unwrap();
+
+    let archive = bundle.dir.join("rootfs.tar");
+    let tar = Command::new("tar")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(bundle.path().join("rootfs"))
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let image = "localhost/cblock-test-busybox:latest";
+    let out = podman(
+        &bundle,
+        &runtime,
+        &["import", archive.to_str().unwrap(), image],
+    );
+    assert!(out.status.success(), "import: {}", text(&out.stderr));
+
+    // Root here lacks CAP_SYS_RESOURCE, so the rlimits podman requests must
+    // stay within the current hard limits.
+    let limits = [
+        "--ulimit",
+        "nofile=20000:20000",
+        "--ulimit",
+        "nproc=32768:32768",
+    ];
+    for tty in [false, true] {
+        let mut args = vec!["run", "--rm"];
+        if tty {
+            args.push("-t");
+        }
+        args.extend_from_slice(&limits);
+        args.extend_from_slice(&[image, "/bin/true"]);
+        let out = podman(&bundle, &runtime, &args);
+        assert!(
+            out.status.success(),
+            "podman run (tty {tty}): {}",
+            text(&out.stderr)
+        );
+    }
+
+    let mut args = vec!["run", "--rm", "-t"];
+    args.extend_from_slice(&limits);
+    args.extend_from_slice(&[image, "sh", "-c", "tty; exit 3"]);
+    let out = podman(&bundle, &runtime, &args);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("/dev/pts/0"),
+        "{}",
+        text(&out.stdout)
     );
 }

@@ -104,7 +104,7 @@ fn hierarchies() -> Result<Vec<Hierarchy>, Error> {
     Ok(found)
 }
 
-/// Whether the host runs cgroup v2 alone.
+/// Returns whether the host runs cgroup v2 alone.
 pub fn is_unified_only() -> bool {
     hierarchies()
         .map(|hs| hs.iter().all(|h| h.unified) && !hs.is_empty())
@@ -486,7 +486,7 @@ fn device_rule_line(rule: &DeviceRule) -> String {
     )
 }
 
-/// Devices every container may use whatever its rules say, because the
+/// Devices every container may use whatever its rules are, because the
 /// runtime creates them in its /dev: null, zero, full, random, urandom,
 /// tty, console, ptmx and the PTYs of its devpts instance.
 const STANDARD_DEVICE_RULES: &[&str] = &[
@@ -621,8 +621,8 @@ fn apply_v2(
         write_file(dir, key, value)?;
     }
     // TODO: device rules on cgroup v2 need an eBPF program attached to the
-    // cgroup; until that exists the container's /dev, which holds only the
-    // configured nodes, is what limits device access there.
+    // cgroup. Until that exists, device access there is limited only by the
+    // container's /dev, which contains just the configured nodes.
     Ok(())
 }
 
