@@ -10,4 +10,3 @@ pub enum Error {
         source: std::io::Error,
     },
 }
-

@@ -9,4 +9,3 @@ pub enum Error {
         source: std::io::Error,
     },
 }
-
