@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::daemon::protocol::WindowSize;
 
 pub use logfile::read_log;
-pub use payload::{Payload, PlainProcess};
+pub use payload::{reset_signals, Payload, PlainProcess};
 pub use supervisor::supervisor_main;
 
 /// Errors of this module.

@@ -45,13 +45,38 @@ impl Payload for PlainProcess {
             .stdout(Stdio::from(pty_slave.try_clone()?))
             .stderr(Stdio::from(pty_slave));
 
-        // SAFETY: the closure only calls setsid and ioctl, which are
-        // async-signal-safe, on the child's own standard input.
+        // SAFETY: the closure only makes async-signal-safe calls (sigprocmask,
+        // signal, setsid, ioctl) on the child's own state.
         unsafe {
-            command.pre_exec(|| crate::platform::pty::make_controlling_terminal(0));
+            command.pre_exec(|| {
+                reset_signals()?;
+                crate::platform::pty::make_controlling_terminal(0)
+            });
         }
         command.spawn()
     }
+}
+
+/// Unblocks every signal and restores every default disposition. Meant
+/// for `pre_exec`: std's `Command` keeps the parent's signal mask, and
+/// cblockd blocks SIGTERM, SIGINT and SIGHUP for its signal thread, so
+/// without this a payload could not be stopped with SIGTERM.
+pub fn reset_signals() -> io::Result<()> {
+    // SAFETY: sigemptyset, sigprocmask and signal are async-signal-safe and
+    // only touch the local set and this process's signal state.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for signal in 1..32 {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Returns the payload described by `spec`.

@@ -113,6 +113,11 @@ pub fn supervisor_main(args: &[String]) -> crate::Result<ExitCode> {
     }
 
     detach()?;
+    // The supervisor inherits cblockd's blocked signals; it wants the
+    // defaults (SIGTERM ends it) and an ignored SIGPIPE for vanished consoles.
+    super::payload::reset_signals().map_err(|err| Error::io("reset signal handling", err))?;
+    // SAFETY: setting a signal to SIG_IGN installs no handler code.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 
     let dir = PathBuf::from(dir);
     match setup(&dir) {

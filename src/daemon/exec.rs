@@ -51,9 +51,12 @@ pub fn run(
             .stdin(Stdio::from(clone_fd(&slave)?))
             .stdout(Stdio::from(clone_fd(&slave)?))
             .stderr(Stdio::from(slave));
-        // SAFETY: setsid and ioctl are async-signal-safe.
+        // SAFETY: the closure only makes async-signal-safe calls.
         unsafe {
-            command.pre_exec(|| crate::platform::pty::make_controlling_terminal(0));
+            command.pre_exec(|| {
+                crate::console::reset_signals()?;
+                crate::platform::pty::make_controlling_terminal(0)
+            });
         }
         let child = command.spawn().map_err(spawn_error(&argv))?;
         // The command's copies of the slave were closed by the spawn, so
@@ -70,9 +73,10 @@ pub fn run(
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: setpgid is async-signal-safe.
+        // SAFETY: the closure only makes async-signal-safe calls.
         unsafe {
             command.pre_exec(|| {
+                crate::console::reset_signals()?;
                 if libc::setpgid(0, 0) < 0 {
                     return Err(io::Error::last_os_error());
                 }

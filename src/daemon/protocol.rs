@@ -510,8 +510,10 @@ pub fn check_id(id: &str) -> Result<(), ProtocolError> {
     if valid {
         Ok(())
     } else {
+        let shown: String = id.chars().take(64).collect();
+        let more = if shown.len() < id.len() { "..." } else { "" };
         Err(ProtocolError::Invalid(format!(
-            "instance {id:?} is not a valid id or name; use the id shown by `cblock instances`"
+            "instance {shown:?}{more} is not a valid id or name; use the id shown by `cblock instances`"
         )))
     }
 }
