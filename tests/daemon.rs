@@ -113,6 +113,19 @@ impl Daemon {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until the daemon's log contains `needle`.
+    fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        while !self.log_text().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not logged:\n{}",
+                self.log_text()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn client(&self) -> Command {
         let mut command = Command::new(BINARY);
         command.arg("-U").arg(&self.socket);
@@ -613,20 +626,17 @@ fn logs_follow_until_exit() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the follower is attached (its first output has arrived)
-    // before letting the payload go on.
-    let dir = daemon.instance_dir(&id);
+    // Let the payload go on only once the follower is subscribed, so the
+    // second line reaches it live.
+    let supervisor_log = daemon.instance_dir(&id).join("supervisor.log");
     let deadline = Instant::now() + DEADLINE;
-    while fs::read_to_string(dir.join("supervisor.log"))
+    while !fs::read_to_string(&supervisor_log)
         .unwrap_or_default()
-        .matches("attached")
-        .count()
-        < 1
+        .contains("log follower")
     {
-        assert!(Instant::now() < deadline);
+        assert!(Instant::now() < deadline, "the follower never subscribed");
         thread::sleep(Duration::from_millis(20));
     }
-    thread::sleep(Duration::from_millis(200));
     proto::write_frame(&mut console, Kind::Stdin, b"go\n").unwrap();
 
     let output = follower.wait_with_output().unwrap();
@@ -993,13 +1003,122 @@ fn sighup_reopens_log_file() {
     let pid = daemon.process.as_ref().unwrap().id() as i32;
     // SAFETY: kill takes no pointers.
     unsafe { libc::kill(pid, libc::SIGHUP) };
-    let deadline = Instant::now() + DEADLINE;
-    while !daemon.log_text().contains("reopened the log file") {
-        assert!(Instant::now() < deadline, "no new log file after SIGHUP");
-        thread::sleep(Duration::from_millis(20));
-    }
+    daemon.wait_for_log("reopened the log file");
     assert!(fs::read_to_string(&rotated).unwrap().contains("starting"));
     let line = daemon.log_text();
     let first = line.lines().next().unwrap();
     assert!(first.contains("Z INFO"), "timestamp and level: {first}");
+}
+
+#[test]
+fn panic_in_connection_spares_daemon() {
+    let daemon = Daemon::start();
+    let (_, response) = daemon.request(&Request::TestPanic);
+    assert!(
+        matches!(response, Err(proto::ProtocolError::Closed)),
+        "the panicking connection closes without a response: {response:?}"
+    );
+    // The connection closes while unwinding, before the line is logged.
+    daemon.wait_for_log("panicked; closed it");
+    assert!(daemon.run(&["instances"]).status.success());
+}
+
+/// Mounts tracefs for bpftrace when it is missing, and unmounts it again.
+struct TracefsGuard {
+    mounted: bool,
+}
+
+impl TracefsGuard {
+    fn mount() -> TracefsGuard {
+        let path = Path::new("/sys/kernel/tracing");
+        let present = path.join("uprobe_events").exists();
+        let mounted = !present
+            && path.is_dir()
+            && Command::new("mount")
+                .args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"])
+                .status()
+                .is_ok_and(|s| s.success());
+        TracefsGuard { mounted }
+    }
+}
+
+impl Drop for TracefsGuard {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = Command::new("umount").arg("/sys/kernel/tracing").status();
+        }
+    }
+}
+
+#[test]
+fn usdt_probes_listed_and_fired() {
+    let listing = Command::new("bpftrace")
+        .args(["-l", &format!("usdt:{BINARY}:*")])
+        .output()
+        .expect("bpftrace is needed for this test; install it (apt-get install bpftrace)");
+    let probes = text(&listing.stdout);
+    for probe in [
+        "cblock_create",
+        "cblock_destroy",
+        "cblock_cleanup",
+        "cblock_console_attach",
+        "cblock_console_detach",
+    ] {
+        assert!(
+            probes.contains(&format!("cblockd:{probe}")),
+            "{probe} missing from: {probes}{}",
+            text(&listing.stderr)
+        );
+    }
+
+    let _tracefs = TracefsGuard::mount();
+    let daemon = Daemon::start();
+    let pid = daemon.process.as_ref().unwrap().id().to_string();
+    let script = format!(
+        "usdt:{BINARY}:cblockd:cblock_destroy {{ printf(\"destroy %s %d\\n\", str(arg0), arg1); }}"
+    );
+    let out_path = daemon.dir.join("bpftrace.out");
+    let mut tracer = Command::new("bpftrace")
+        .args(["-p", &pid, "-e", &script])
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Attaching takes a moment and prints nothing reliable when done, so
+    // keep creating instances until the tracer reports one.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let id = daemon.spawn(&["sh", "-c", "exit 5"], true);
+        daemon.wait_exit(&id);
+        let expected = format!("destroy {id} 5");
+        let fired = (0..50).any(|_| {
+            thread::sleep(Duration::from_millis(20));
+            fs::read_to_string(&out_path)
+                .unwrap_or_default()
+                .contains(&expected)
+        });
+        if fired {
+            break;
+        }
+        if let Some(status) = tracer.try_wait().unwrap() {
+            let mut err = String::new();
+            tracer
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!(
+                "bpftrace exited with {status} before the probe fired; the kernel cannot \
+                 trace user-space probes here (uprobes): {err}"
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cblock_destroy never reached bpftrace"
+        );
+    }
+    let _ = tracer.kill();
+    let _ = tracer.wait();
 }

@@ -71,9 +71,15 @@ pub(super) fn request_response(
     request: &Request,
 ) -> Result<(UnixStream, Response), Error> {
     let mut stream = connect(globals)?;
-    proto::write_json(&mut stream, Kind::Request, request)?;
-    let response = proto::read_json(&mut stream, Kind::Response)?;
-    Ok((stream, response))
+    let sent = proto::write_json(&mut stream, Kind::Request, request);
+    // cblockd may reject a connection (permission denied) and close it
+    // before the request is written; its error message is still readable.
+    let response = proto::read_json(&mut stream, Kind::Response);
+    match (sent, response) {
+        (_, Err(ProtocolError::Remote(message))) => Err(ProtocolError::Remote(message).into()),
+        (Err(err), _) => Err(err.into()),
+        (Ok(()), response) => Ok((stream, response?)),
+    }
 }
 
 /// Returns the error for a response of the wrong type.

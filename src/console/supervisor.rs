@@ -511,6 +511,7 @@ fn handle(
                 subscribe(shared, &mut inner, &mut conn, number, true, contents)?;
                 drop(log);
             }
+            log_info!(id(shared), "log follower {number} attached");
             let result = wait_close(&mut conn);
             unsubscribe(shared, number);
             result

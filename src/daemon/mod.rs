@@ -163,6 +163,16 @@ pub fn main(args: &[String]) -> crate::Result<ExitCode> {
     // SAFETY: setting a signal to SIG_IGN installs no handler code.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let signals = block_signals()?;
+    // Panics go to the log with the thread's name; the connection thread's
+    // catch_unwind then keeps the daemon running.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        log_error!(
+            None,
+            "thread {} panicked: {info}",
+            thread.name().unwrap_or("unnamed")
+        );
+    }));
 
     let daemon = Arc::new(Daemon {
         store,
@@ -190,6 +200,7 @@ pub fn main(args: &[String]) -> crate::Result<ExitCode> {
     }
 
     spawn_signal_thread(signals, socket.clone())?;
+    probes::register();
     server::recover(&daemon);
     server::accept_loop(&daemon, listener);
     Ok(ExitCode::SUCCESS)

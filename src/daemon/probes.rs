@@ -1,29 +1,45 @@
-//! USDT probes of the `cblockd` provider, with the original's names and
-//! arguments: `cblock_create(id)`, `cblock_destroy(id, status)`,
-//! `cblock_cleanup(id, status, type)`, `cblock_console_attach(id)` and
-//! `cblock_console_detach(id)`.
+//! USDT probes of the `cblockd` provider (defined in `probes.d`), with the
+//! original's names and arguments: `cblock_create(id)`,
+//! `cblock_destroy(id, status)`, `cblock_cleanup(id, status, type)`,
+//! `cblock_console_attach(id)` and `cblock_console_detach(id)`.
+//!
+//! The usdt crate emits SystemTap v3 notes (`.note.stapsdt`) on x86-64
+//! Linux, which bpftrace lists as `usdt:BINARY:cblockd:PROBE`, and DTrace
+//! probes on FreeBSD. A disabled probe costs a test of its semaphore; the
+//! arguments are only evaluated when a tracer is attached.
 
-/// An instance was created.
+usdt::dtrace_provider!("src/daemon/probes.d");
+
+/// Registers the probes with the kernel where the platform needs it
+/// (DTrace on FreeBSD); on Linux the notes in the binary are enough.
+pub fn register() {
+    if let Err(err) = usdt::register_probes() {
+        crate::log_warn!(None, "failed to register the USDT probes: {err}");
+    }
+}
+
+/// Fires `cblock_create`: an instance was created.
 pub fn create(id: &str) {
-    let _ = id;
+    cblockd::cblock_create!(|| id);
 }
 
-/// An instance's payload ended with `status`.
+/// Fires `cblock_destroy`: an instance's payload ended with `status`.
 pub fn destroy(id: &str, status: i32) {
-    let _ = (id, status);
+    cblockd::cblock_destroy!(|| (id, status));
 }
 
-/// The cleanup of an instance of `kind` (`regular` or `build`) finished.
+/// Fires `cblock_cleanup`: the cleanup of an instance of `kind`
+/// (`regular` or `build`) finished with `status`.
 pub fn cleanup(id: &str, status: i32, kind: &str) {
-    let _ = (id, status, kind);
+    cblockd::cblock_cleanup!(|| (id, status, kind));
 }
 
-/// A console attached to an instance.
+/// Fires `cblock_console_attach`: a console attached to an instance.
 pub fn console_attach(id: &str) {
-    let _ = id;
+    cblockd::cblock_console_attach!(|| id);
 }
 
-/// A console detached from an instance.
+/// Fires `cblock_console_detach`: a console detached from an instance.
 pub fn console_detach(id: &str) {
-    let _ = id;
+    cblockd::cblock_console_detach!(|| id);
 }

@@ -405,6 +405,9 @@ pub enum Request {
         window: WindowSize,
     },
     TestProcess(TestProcessRequest),
+    /// Panics in the connection's thread, to show that the daemon survives
+    /// it. Test suite only, like `TestProcess`.
+    TestPanic,
 }
 
 /// One row of `cblock instances`.
@@ -581,7 +584,7 @@ impl Request {
     /// acting on a request.
     pub fn validate(&self) -> Result<(), ProtocolError> {
         match self {
-            Request::Ping | Request::Prune | Request::List { .. } => Ok(()),
+            Request::Ping | Request::Prune | Request::List { .. } | Request::TestPanic => Ok(()),
             Request::Launch(launch) => launch.validate(),
             Request::Attach { id, .. } | Request::Kill { id } | Request::Logs { id, .. } => {
                 check_id(id)

@@ -166,6 +166,10 @@ fn dispatch(daemon: &Arc<Daemon>, conn: &mut UnixStream, request: Request) -> Re
             let id = start_test_process(daemon, spawn)?;
             respond(conn, &Response::Launched { id })
         }
+        Request::TestPanic => {
+            require_test_mode(daemon)?;
+            panic!("panic requested by a test client");
+        }
         Request::Attach { id, window, replay } => attach(daemon, conn, &id, window, replay),
         Request::List { all } => {
             let instances: Vec<InstanceInfo> = daemon
@@ -224,14 +228,19 @@ fn require_running(instance: &Instance) -> Result<(), Error> {
     }
 }
 
-fn start_test_process(daemon: &Arc<Daemon>, spawn: TestProcessRequest) -> Result<String, Error> {
-    if !daemon.test_processes {
-        return Err(Error::Invalid(
-            "test processes are disabled; they exist for the test suite and need cblockd \
-             --enable-test-processes"
-                .into(),
-        ));
+fn require_test_mode(daemon: &Daemon) -> Result<(), Error> {
+    if daemon.test_processes {
+        return Ok(());
     }
+    Err(Error::Invalid(
+        "test processes are disabled; they exist for the test suite and need cblockd \
+         --enable-test-processes"
+            .into(),
+    ))
+}
+
+fn start_test_process(daemon: &Arc<Daemon>, spawn: TestProcessRequest) -> Result<String, Error> {
+    require_test_mode(daemon)?;
     if let Some(name) = &spawn.name {
         if let Some(other) = daemon.store.find_name(name)? {
             return Err(Error::Invalid(format!(
