@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::daemon::protocol::WindowSize;
 
 pub use logfile::read_log;
-pub use payload::{reset_signals, Payload, PlainProcess};
+pub use payload::{reset_signals, OciContainer, Payload, PlainProcess, Started};
 pub use supervisor::supervisor_main;
 
 /// Errors of this module.
@@ -79,9 +79,13 @@ pub enum PayloadSpec {
         env: Vec<String>,
         cwd: String,
     },
-    // TODO: add `Container { bundle, ... }` once crate::runtime can create
-    // an OCI container whose terminal is a given PTY slave; the supervisor
-    // code does not change, only `payload::from_spec`.
+    /// An OCI container from the bundle in `bundle`, created with cblocks'
+    /// runtime under the state root `runtime_root`.
+    Container {
+        bundle: PathBuf,
+        runtime_root: PathBuf,
+        container_id: String,
+    },
 }
 
 /// The configuration of one instance, written by cblockd before it starts

@@ -7,26 +7,26 @@
 //! connection has a reader thread and, for streams, a writer thread that
 //! drains a bounded queue, so one slow console never stalls the others.
 //!
-//! Lock order: `slave`, then `log`, then `inner`. No lock is held while
+//! Lock order: `phase`, then `log`, then `inner`. No lock is held while
 //! writing to a socket; `log` is held while writing the console log file,
 //! so that a `Follow` request sees each chunk either in the file or in its
 //! queue, never both and never neither.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitCode, ExitStatus};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::logfile::{read_log, ConsoleLog};
-use super::payload::{self, Payload};
+use super::payload::{self, Payload, Started};
 use super::ring::Ring;
 use super::{
     now_secs, read_json, write_json_atomic, Error, ExitRecord, InstanceConfig, SupervisorRequest,
@@ -70,14 +70,25 @@ struct Inner {
     writers: usize,
 }
 
+/// Where the payload is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the first attach or a start request.
+    Held,
+    Started,
+    /// Ended, or stopped before it started.
+    Ended,
+}
+
 struct Shared {
     dir: PathBuf,
     config: InstanceConfig,
-    payload: Box<dyn Payload + Send + Sync>,
-    master: File,
-    tty: String,
-    /// The PTY slave until the payload starts; `None` afterwards.
-    slave: Mutex<Option<OwnedFd>>,
+    payload: Box<dyn Payload>,
+    /// The master side of the payload's terminal, once it started.
+    master: OnceLock<File>,
+    phase: Mutex<Phase>,
+    /// The window size the payload starts with: the last one a console sent.
+    window: Mutex<crate::daemon::protocol::WindowSize>,
     log: Mutex<ConsoleLog>,
     inner: Mutex<Inner>,
     changed: Condvar,
@@ -182,9 +193,6 @@ fn setup(dir: &Path) -> crate::Result<(Arc<Shared>, UnixListener)> {
             )
         })?;
 
-    let (master, slave, tty) =
-        crate::platform::pty::open_pty(config.window.rows, config.window.cols)
-            .map_err(|err| Error::io("open a pseudo-terminal", err))?;
     let log = ConsoleLog::open(dir, config.log_max_bytes)
         .map_err(|err| Error::io(format!("open the console log in {}", dir.display()), err))?;
 
@@ -206,30 +214,31 @@ fn setup(dir: &Path) -> crate::Result<(Arc<Shared>, UnixListener)> {
             output_done: false,
             writers: 0,
         }),
+        window: Mutex::new(config.window),
         config,
-        master: File::from(master),
-        tty: tty.display().to_string(),
-        slave: Mutex::new(Some(slave)),
+        master: OnceLock::new(),
+        phase: Mutex::new(Phase::Held),
         log: Mutex::new(log),
         changed: Condvar::new(),
         last_input: AtomicU8::new(b'\n'),
         next_client: AtomicU64::new(1),
     });
-    write_state(&shared, None, None)
+    write_state(&shared, None, None, "")
         .map_err(|err| Error::io(format!("write {}/{STATE_FILE}", dir.display()), err))?;
-    log_info!(
-        Some(&shared.config.id),
-        "supervisor started on {}",
-        shared.tty
-    );
+    log_info!(Some(&shared.config.id), "supervisor started");
     Ok((shared, listener))
 }
 
-fn write_state(shared: &Shared, pid: Option<i32>, started: Option<u64>) -> io::Result<()> {
+fn write_state(
+    shared: &Shared,
+    pid: Option<i32>,
+    started: Option<u64>,
+    tty: &str,
+) -> io::Result<()> {
     let state = SupervisorState {
         supervisor_pid: std::process::id() as i32,
         pid,
-        tty: shared.tty.clone(),
+        tty: tty.to_string(),
         started,
     };
     write_json_atomic(&shared.dir, STATE_FILE, &state)
@@ -240,17 +249,6 @@ fn id(shared: &Shared) -> Option<&str> {
 }
 
 fn serve(shared: Arc<Shared>, listener: UnixListener) {
-    let output = {
-        let shared = shared.clone();
-        thread::Builder::new()
-            .name("pty-output".into())
-            .spawn(move || copy_output(&shared))
-    };
-    if let Err(err) = output {
-        log_error!(id(&shared), "failed to start the output thread: {err}");
-        std::process::exit(1);
-    }
-
     if shared.config.start {
         start(&shared);
     }
@@ -281,9 +279,8 @@ fn serve(shared: Arc<Shared>, listener: UnixListener) {
 
 /// Copies PTY output to the log, the scrollback and the subscribers until
 /// no process holds the PTY slave any more.
-fn copy_output(shared: &Shared) {
+fn copy_output(shared: &Shared, mut reader: File) {
     let mut buf = vec![0u8; 16 * 1024];
-    let mut reader = &shared.master;
     let mut log_failed = false;
     loop {
         let n = match reader.read(&mut buf) {
@@ -336,13 +333,29 @@ fn broadcast(shared: &Shared, inner: &mut Inner, chunk: &Arc<[u8]>) {
 
 /// Starts the payload if it has not started yet.
 fn start(shared: &Arc<Shared>) {
-    let mut slave = lock(&shared.slave);
-    let Some(fd) = slave.take() else { return };
+    let mut phase = lock(&shared.phase);
+    if *phase != Phase::Held {
+        return;
+    }
+    let window = *lock(&shared.window);
 
-    let child = match shared.payload.spawn(fd) {
-        Ok(child) => child,
+    let started = shared.payload.start(window).and_then(|started| {
+        let reader = File::from(started.master.try_clone()?);
+        Ok((started, reader))
+    });
+    let (
+        Started {
+            master,
+            pid,
+            tty,
+            wait,
+        },
+        reader,
+    ) = match started {
+        Ok(started) => started,
         Err(err) => {
-            drop(slave);
+            *phase = Phase::Ended;
+            drop(phase);
             let message = format!("cblock: failed to start the payload: {err}\r\n");
             log_error!(id(shared), "failed to start the payload: {err}");
             emit(shared, message.as_bytes());
@@ -350,20 +363,30 @@ fn start(shared: &Arc<Shared>) {
             return;
         }
     };
-    drop(slave);
+    let _ = shared.master.set(File::from(master));
+    *phase = Phase::Started;
+    drop(phase);
 
-    let pid = child.id() as i32;
-    let started = now_secs();
+    let started_at = now_secs();
     lock(&shared.inner).pid = Some(pid);
-    if let Err(err) = write_state(shared, Some(pid), Some(started)) {
+    if let Err(err) = write_state(shared, Some(pid), Some(started_at), &tty) {
         log_error!(id(shared), "failed to record the payload pid {pid}: {err}");
     }
-    log_info!(id(shared), "payload started, pid {pid}");
+    log_info!(id(shared), "payload started, pid {pid}, terminal {tty}");
+
+    let output = shared.clone();
+    let spawned = thread::Builder::new()
+        .name("pty-output".into())
+        .spawn(move || copy_output(&output, reader));
+    if let Err(err) = spawned {
+        log_error!(id(shared), "failed to start the output thread: {err}");
+        lock(&shared.inner).output_done = true;
+    }
 
     let waiter = shared.clone();
     let spawned = thread::Builder::new()
         .name("payload-wait".into())
-        .spawn(move || wait_payload(&waiter, child));
+        .spawn(move || wait_payload(&waiter, wait));
     if let Err(err) = spawned {
         log_error!(id(shared), "failed to start the wait thread: {err}");
     }
@@ -380,26 +403,9 @@ fn emit(shared: &Shared, text: &[u8]) {
     broadcast(shared, &mut inner, &chunk);
 }
 
-fn exit_code(status: ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code,
-        (None, Some(signal)) => 128 + signal,
-        (None, None) => 255,
-    }
-}
-
-fn wait_payload(shared: &Arc<Shared>, mut child: Child) {
-    let code = loop {
-        match child.wait() {
-            Ok(status) => break exit_code(status),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => {
-                log_error!(id(shared), "waiting for the payload failed: {err}");
-                break 255;
-            }
-        }
-    };
+fn wait_payload(shared: &Arc<Shared>, wait: Box<dyn FnOnce() -> i32 + Send>) {
+    let code = wait();
+    *lock(&shared.phase) = Phase::Ended;
 
     let deadline = Instant::now() + DRAIN_WAIT;
     let mut inner = lock(&shared.inner);
@@ -476,13 +482,7 @@ fn handle(
                 subscribe(shared, &mut inner, &mut conn, number, true, prelude)?;
             }
             if window.rows > 0 && window.cols > 0 {
-                if let Err(err) = crate::platform::pty::set_window_size(
-                    shared.master.as_raw_fd(),
-                    window.rows,
-                    window.cols,
-                ) {
-                    log_warn!(id(shared), "failed to set the window size: {err}");
-                }
+                resize(shared, window.rows, window.cols);
             }
             start(shared);
             log_info!(id(shared), "console client {number} attached");
@@ -625,26 +625,41 @@ fn write_events(shared: &Shared, mut conn: UnixStream, rx: Receiver<Event>, prel
     shared.changed.notify_all();
 }
 
+/// Sets the window size of the payload's terminal, or the size it will
+/// start with.
+fn resize(shared: &Shared, rows: u16, cols: u16) {
+    let phase = lock(&shared.phase);
+    *lock(&shared.window) = crate::daemon::protocol::WindowSize { rows, cols };
+    if let Some(master) = shared.master.get() {
+        if let Err(err) = crate::platform::pty::set_window_size(master.as_raw_fd(), rows, cols) {
+            log_warn!(id(shared), "failed to set the window size: {err}");
+        }
+    }
+    drop(phase);
+}
+
 /// Copies input and resize frames from an attached console to the PTY
 /// until the console goes away.
 fn pump_input(shared: &Shared, conn: &mut UnixStream) -> Result<(), proto::ProtocolError> {
-    let mut master = &shared.master;
     loop {
         let frame = match proto::read_frame(conn) {
             Ok(frame) => frame,
             Err(proto::ProtocolError::Closed) => return Ok(()),
             Err(err) => return Err(err),
         };
+        // Input before the payload has a terminal (it failed to start) is
+        // dropped.
+        let mut master = shared.master.get();
         match frame.kind {
             Kind::Stdin => {
-                if let Some(&last) = frame.payload.last() {
+                if let (Some(master), Some(&last)) = (master.as_mut(), frame.payload.last()) {
                     master.write_all(&frame.payload)?;
                     shared.last_input.store(last, Ordering::Relaxed);
                 }
             }
             Kind::Resize => {
                 if let Some((rows, cols)) = proto::parse_resize(&frame.payload) {
-                    crate::platform::pty::set_window_size(master.as_fd().as_raw_fd(), rows, cols)?;
+                    resize(shared, rows, cols);
                 }
             }
             Kind::Eof => {
@@ -655,7 +670,9 @@ fn pump_input(shared: &Shared, conn: &mut UnixStream) -> Result<(), proto::Proto
                 } else {
                     &[VEOF, VEOF]
                 };
-                master.write_all(eof)?;
+                if let Some(master) = master.as_mut() {
+                    master.write_all(eof)?;
+                }
                 shared.last_input.store(b'\n', Ordering::Relaxed);
             }
             other => {
@@ -685,7 +702,14 @@ fn wait_close(conn: &mut UnixStream) -> Result<(), proto::ProtocolError> {
 /// outlived SIGKILL by `KILL_WAIT`.
 fn stop(shared: &Arc<Shared>, signal: i32, timeout: Duration) -> Option<i32> {
     // A payload that never started is ended without running it.
-    let never_started = lock(&shared.slave).take().is_some();
+    let never_started = {
+        let mut phase = lock(&shared.phase);
+        let held = *phase == Phase::Held;
+        if held {
+            *phase = Phase::Ended;
+        }
+        held
+    };
     if never_started {
         log_info!(id(shared), "stopped before the payload started");
         let shared = shared.clone();

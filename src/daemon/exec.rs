@@ -40,7 +40,7 @@ pub fn run(
     window: WindowSize,
 ) -> Result<(), Error> {
     let id = instance.config.id.clone();
-    let mut command = command_for(instance, &argv, &env);
+    let mut command = command_for(instance, &argv, &env)?;
 
     let (tx, rx) = mpsc::sync_channel::<(Kind, Vec<u8>)>(64);
     let mut readers = Vec::new();
@@ -129,28 +129,51 @@ pub fn run(
 }
 
 /// Builds the command for `argv` in the instance's environment.
-fn command_for(instance: &Instance, argv: &[String], env: &[String]) -> Command {
-    let mut command = Command::new(&argv[0]);
-    command
-        .args(&argv[1..])
-        .env_clear()
-        .env("PATH", DEFAULT_PATH);
+fn command_for(instance: &Instance, argv: &[String], env: &[String]) -> Result<Command, Error> {
     match &instance.config.payload {
-        // TODO: for container payloads, enter the container's namespaces,
-        // cgroup and security settings through crate::runtime (as `runc
-        // exec` does) instead of running the command on the host.
         PayloadSpec::Process {
             env: base_env, cwd, ..
         } => {
+            let mut command = Command::new(&argv[0]);
+            command
+                .args(&argv[1..])
+                .env_clear()
+                .env("PATH", DEFAULT_PATH);
             for entry in base_env.iter().chain(env) {
                 if let Some((key, value)) = entry.split_once('=') {
                     command.env(key, value);
                 }
             }
             command.current_dir(cwd);
+            Ok(command)
+        }
+        PayloadSpec::Container {
+            runtime_root,
+            container_id,
+            ..
+        } => {
+            // The runtime's `exec` enters the container and waits for the
+            // process, so its standard streams and exit status are the
+            // process's.
+            // NOTE: with `-t` the process gets a terminal of the host's
+            // devpts, not one of the container's own.
+            let exe =
+                std::env::current_exe().map_err(io_context("find the path of this binary"))?;
+            let mut command = Command::new(exe);
+            command
+                .arg0("cblock")
+                .arg("runtime")
+                .arg("--root")
+                .arg(runtime_root)
+                .arg("exec");
+            for entry in env {
+                command.arg("-e").arg(entry);
+            }
+            command.arg(container_id).arg("--").args(argv);
+            command.env_clear().env("PATH", DEFAULT_PATH);
+            Ok(command)
         }
     }
-    command
 }
 
 fn clone_fd(fd: &OwnedFd) -> Result<OwnedFd, Error> {
