@@ -216,6 +216,30 @@ impl Drop for Daemon {
                 kill_instance_processes(&entry.path());
             }
         }
+
+        // Containers and root file systems of a test that failed midway.
+        let runtime_root = self.data.join("runtime");
+        if let Ok(entries) = fs::read_dir(&runtime_root) {
+            for entry in entries.flatten() {
+                let _ = Command::new(BINARY)
+                    .arg("runtime")
+                    .arg("--root")
+                    .arg(&runtime_root)
+                    .args(["delete", "--force"])
+                    .arg(entry.file_name())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let prefix = self.dir.display().to_string();
+        for line in mounts.lines().rev() {
+            if let Some(target) = line.split(' ').nth(1).filter(|t| t.starts_with(&prefix)) {
+                let target = std::ffi::CString::new(target).unwrap();
+                // SAFETY: umount2 reads one NUL-terminated path.
+                unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
@@ -806,7 +830,7 @@ fn bad_input_leaves_daemon_serving() {
 }
 
 #[test]
-fn launch_validates_and_reports_unavailable() {
+fn launch_rejects_bad_arguments() {
     let daemon = Daemon::start();
 
     let output = daemon.run(&[
@@ -821,7 +845,7 @@ fn launch_validates_and_reports_unavailable() {
     ]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        text(&output.stderr).contains("not available yet"),
+        text(&output.stderr).contains("\"alpine:3.20\" not found"),
         "{}",
         text(&output.stderr)
     );
@@ -831,6 +855,7 @@ fn launch_validates_and_reports_unavailable() {
         (&["-V", "/a:/b:rx"], "ro or rw"),
         (&["-P", "8080:80"], "need a NAT network"),
         (&["-N", "br0", "-P", "0:80"], "ports from 1 to 65535"),
+        (&["-N", "br0"], "network \"br0\" is not available yet"),
         (&["--memory", "lots"], "--memory"),
         (&["--cpus", "0"], "--cpus"),
         (&["--pids-limit", "0"], "--pids-limit 0"),
@@ -838,6 +863,7 @@ fn launch_validates_and_reports_unavailable() {
         (&["-H", "-N", "br0"], "conflicts"),
         (&["-e", "=x"], "has no name"),
         (&["--tmpfs", "tmp"], "not absolute"),
+        (&["--hostname", "a b"], "hostname \"a b\" is not valid"),
     ];
     for (extra, message) in cases {
         let mut args = vec!["launch", "-n", "alpine"];
@@ -853,6 +879,179 @@ fn launch_validates_and_reports_unavailable() {
 
     let left = fs::read_dir(daemon.data.join("instances")).unwrap().count();
     assert_eq!(left, 0, "a rejected launch must leave nothing behind");
+}
+
+/// Puts a busybox image named `busybox:latest` into the store of a data
+/// directory, before a daemon opens it.
+fn add_busybox_image(data: &Path) {
+    use cblocks::image::reference::Reference;
+    use cblocks::image::Store;
+    use cblocks::oci::image_spec::{ContainerConfig, ImageConfig};
+    use cblocks::storage::{write_diff, DiffSource, DriverKind};
+
+    let tree = data.with_file_name("busybox-tree");
+    fs::create_dir_all(tree.join("bin")).unwrap();
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    fs::copy("/bin/busybox", tree.join("bin/busybox"))
+        .expect("/bin/busybox is missing; install busybox-static");
+    for applet in [
+        "sh", "true", "cat", "echo", "stty", "hostname", "sleep", "tty", "id", "ls",
+    ] {
+        std::os::unix::fs::symlink("busybox", tree.join("bin").join(applet)).unwrap();
+    }
+    fs::write(
+        tree.join("etc/passwd"),
+        "root:x:0:0::/:/bin/sh\nguest:x:405:100::/:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(tree.join("etc/group"), "root:x:0:\nusers:x:100:\n").unwrap();
+
+    let mut layer_tar = Vec::new();
+    write_diff(
+        DiffSource::Trees {
+            lower: None,
+            upper: &tree,
+        },
+        &mut layer_tar,
+    )
+    .unwrap();
+    let store = Store::open(data, DriverKind::Overlay).unwrap();
+    let layer = store
+        .commit_tar(None, &mut std::io::Cursor::new(layer_tar))
+        .unwrap();
+    let config = ImageConfig {
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        config: Some(ContainerConfig {
+            cmd: Some(vec!["/bin/sh".into()]),
+            env: Some(vec!["PATH=/bin".into()]),
+            working_dir: Some("/".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    store
+        .add_image(
+            config,
+            Some(&layer.chain_id),
+            Default::default(),
+            &[Reference::parse("busybox:latest").unwrap()],
+        )
+        .unwrap();
+}
+
+impl Daemon {
+    /// Starts a daemon whose store holds the busybox image.
+    fn start_with_busybox() -> Daemon {
+        let mut daemon = Daemon::start_with(&["--storage", "overlay"]);
+        daemon.kill_hard();
+        add_busybox_image(&daemon.data);
+        daemon.launch_process();
+        daemon
+    }
+}
+
+#[test]
+fn launch_container_end_to_end() {
+    let daemon = Daemon::start_with_busybox();
+
+    // Script use: no terminal on stdin, the container's exit status out.
+    let output = daemon.run(&[
+        "launch",
+        "-n",
+        "busybox",
+        "--rm",
+        "-e",
+        "GREETING=hi",
+        "--",
+        "sh",
+        "-c",
+        "echo $GREETING from $(hostname); exit 3",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "stdout: {}\nstderr: {}\nlog:\n{}",
+        text(&output.stdout),
+        text(&output.stderr),
+        daemon.log_text()
+    );
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("container launched: instance: "),
+        "{stdout}"
+    );
+    let id = stdout
+        .split("instance: ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(stdout.contains(&format!("hi from {id}")), "{stdout}");
+    let deadline = Instant::now() + DEADLINE;
+    while daemon.instance_dir(&id).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "--rm instance {id} was not removed"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+
+    // Interactive use through a terminal: the size is set before the first
+    // output, Ctrl+Q detaches, the console replays on re-attach.
+    let launched = daemon.run(&[
+        "launch",
+        "-n",
+        "busybox",
+        "-A",
+        "--hostname",
+        "web",
+        "-u",
+        "guest",
+        "--",
+        "sh",
+        "-c",
+        "echo up as $(id -u); while read l; do echo \"got:$l\"; stty size; done",
+    ]);
+    assert!(launched.status.success(), "{}", text(&launched.stderr));
+    let id = daemon.list(false)[0].id.clone();
+    let mut console = PtyClient::start(&daemon, &["console", "-n", "web"], 33, 101);
+    console.expect("up as 405");
+    console.write(b"one\r");
+    console.expect("got:one");
+    console.expect("33 101");
+    console.write(&[0x11]);
+    assert!(console.wait().success());
+
+    let output = daemon.run(&["exec", "web", "--", "hostname"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout).trim(), "web");
+
+    let mut again = PtyClient::start(&daemon, &["console", "-n", &id[..5]], 33, 101);
+    again.expect("got:one");
+    again.write(&[0x11]);
+    assert!(again.wait().success());
+
+    let output = daemon.run(&["instances", "--stop", "web", "--time", "2"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).starts_with(&format!("{id} exited with status")),
+        "{}",
+        text(&output.stdout)
+    );
+    assert!(daemon.list(false).is_empty());
+
+    let output = daemon.run(&["logs", "web"]);
+    assert!(text(&output.stdout).contains("got:one"));
+    let output = daemon.run(&["instances", "--prune"]);
+    assert!(
+        text(&output.stdout).contains(&id),
+        "{}",
+        text(&output.stdout)
+    );
+    assert!(!daemon.instance_dir(&id).exists());
 }
 
 #[test]

@@ -197,6 +197,11 @@ impl Store {
             .map(|i| i.config.id))
     }
 
+    /// Returns the directory of instance `id`.
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
     /// Removes the directory of an instance.
     pub fn remove(&self, id: &str) -> Result<(), Error> {
         let dir = self.root.join(id);

@@ -10,6 +10,7 @@
 
 mod exec;
 pub mod instances;
+mod launch;
 pub mod log;
 pub mod probes;
 pub mod protocol;
@@ -52,6 +53,12 @@ pub enum Error {
     Supervisor(String),
     #[error("{0}")]
     Protocol(#[from] protocol::ProtocolError),
+    #[error(transparent)]
+    Image(#[from] crate::image::Error),
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::Error),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::Error),
 }
 
 #[derive(FromArgs)]
@@ -101,11 +108,15 @@ struct Args {
 /// Settings and shared state of a running daemon.
 pub struct Daemon {
     pub store: Store,
+    /// The image store; instance roots are its mounts.
+    pub images: crate::image::Store,
     pub data_dir: PathBuf,
     /// The binary to start supervisors from.
     pub exe: PathBuf,
+    /// The binary bound into containers as their PID 1 (`cblock _init`);
+    /// `None` when it is dynamically linked and could not run there.
+    pub init: Option<PathBuf>,
     pub tty_buffer: usize,
-    pub storage: Option<String>,
     pub sock_owner_gid: Option<u32>,
     pub test_processes: bool,
     /// Instances that have a `watch-ID` thread.
@@ -123,9 +134,6 @@ pub fn main(args: &[String]) -> crate::Result<ExitCode> {
         ))
         .into());
     }
-    if let Some(driver) = &args.storage {
-        check_storage_name(driver)?;
-    }
     let sock_owner_gid = args.sock_owner.as_deref().map(lookup_group).transpose()?;
 
     let data_dir = args
@@ -140,6 +148,12 @@ pub fn main(args: &[String]) -> crate::Result<ExitCode> {
             source,
         })?;
     let store = Store::open(&data_dir)?;
+    let images = match &args.storage {
+        Some(driver) => {
+            crate::image::Store::open(&data_dir, crate::storage::DriverKind::parse(driver)?)?
+        }
+        None => crate::image::Store::open_recorded(&data_dir)?,
+    };
     let exe = std::env::current_exe().map_err(|source| Error::Io {
         context: "find the path of this binary".into(),
         source,
@@ -174,12 +188,24 @@ pub fn main(args: &[String]) -> crate::Result<ExitCode> {
         );
     }));
 
+    let init = if is_static(&exe) {
+        Some(exe.clone())
+    } else {
+        log_warn!(
+            None,
+            "{} is dynamically linked, so containers run without cblock-init as PID 1; \
+             install the static build for zombie reaping and signal forwarding",
+            exe.display()
+        );
+        None
+    };
     let daemon = Arc::new(Daemon {
         store,
+        images,
+        init,
         data_dir,
         exe,
         tty_buffer,
-        storage: args.storage,
         sock_owner_gid,
         test_processes: args.enable_test_processes,
         watched: Mutex::new(HashSet::new()),
@@ -190,7 +216,7 @@ pub fn main(args: &[String]) -> crate::Result<ExitCode> {
         env!("CARGO_PKG_VERSION"),
         socket.display(),
         daemon.data_dir.display(),
-        daemon.storage.as_deref().unwrap_or("default")
+        daemon.images.driver().kind().name()
     );
     if daemon.test_processes {
         log_warn!(
@@ -206,19 +232,17 @@ pub fn main(args: &[String]) -> crate::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn check_storage_name(driver: &str) -> Result<(), Error> {
-    let valid = !driver.is_empty()
-        && driver.len() <= 32
-        && driver
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if valid {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "--storage {driver:?} is not a storage driver name; use a name such as overlay"
-        )))
-    }
+/// Returns whether the ELF file at `path` needs no program interpreter,
+/// so that it runs inside any container.
+fn is_static(path: &Path) -> bool {
+    std::fs::read(path)
+        .ok()
+        .and_then(|bytes| {
+            goblin::elf::Elf::parse(&bytes)
+                .ok()
+                .map(|elf| elf.interpreter.is_none())
+        })
+        .unwrap_or(false)
 }
 
 fn lookup_group(name: &str) -> Result<u32, Error> {

@@ -152,15 +152,16 @@ fn dispatch(daemon: &Arc<Daemon>, conn: &mut UnixStream, request: Request) -> Re
             },
         ),
         Request::Launch(launch) => {
-            // TODO: resolve the image through crate::image, prepare the
-            // root with crate::storage and start the supervisor with a
-            // container payload; until then nothing is created.
-            let _ = launch;
-            Err(Error::Invalid(
-                "launching containers is not available yet: this cblockd has no image store \
-                 and container runtime; nothing was created"
-                    .into(),
-            ))
+            let id = super::launch::launch(daemon, &launch)?;
+            probes::create(&id);
+            if let Some(instance) = daemon.store.load(&id) {
+                watch(daemon, instance);
+            }
+            respond(conn, &Response::Launched { id: id.clone() })?;
+            if launch.attach {
+                attach(daemon, conn, &id, launch.window, true)?;
+            }
+            Ok(())
         }
         Request::TestProcess(spawn) => {
             let id = start_test_process(daemon, spawn)?;
@@ -459,6 +460,10 @@ fn prune(daemon: &Daemon) -> Result<Vec<String>, Error> {
             continue;
         }
         let id = instance.config.id.clone();
+        if let Err(err) = release_container(daemon, &instance.config) {
+            log_error!(Some(&id), "failed to prune: {err}");
+            continue;
+        }
         match daemon.store.remove(&id) {
             Ok(()) => {
                 log_info!(Some(&id), "pruned");
@@ -511,9 +516,9 @@ pub fn recover(daemon: &Arc<Daemon>) {
                 running += 1;
                 watch(daemon, instance);
             }
-            "exited" if instance.config.remove => {
+            "exited" if !instance.dir.join(CLEANED_FILE).exists() => {
                 let status = instance.exit.map_or(0, |e| e.status);
-                cleanup(daemon, &id, status, true);
+                cleanup(daemon, &instance.config, status);
             }
             "lost" => log_warn!(
                 Some(&id),
@@ -540,7 +545,7 @@ fn watch(daemon: &Arc<Daemon>, instance: Instance) {
             let status = wait_exit(&instance);
             let id = instance.config.id.clone();
             match status {
-                Some(status) => cleanup(&thread_daemon, &id, status, instance.config.remove),
+                Some(status) => cleanup(&thread_daemon, &instance.config, status),
                 None => log_error!(
                     Some(&id),
                     "supervisor ended without recording an exit status; the instance is lost"
@@ -584,22 +589,64 @@ fn wait_exit(instance: &Instance) -> Option<i32> {
     }
 }
 
-/// Runs after an instance's payload ended: fires the probes and removes
-/// the instance when it was launched with `--rm`.
-fn cleanup(daemon: &Daemon, id: &str, status: i32, remove: bool) {
+/// Marker file of an instance whose cleanup has run.
+const CLEANED_FILE: &str = "cleaned";
+
+/// Runs after an instance's payload ended: fires the probes, releases the
+/// container's root file system and removes the instance when it was
+/// launched with `--rm`. Its status is what `cblock_cleanup` reports: 0
+/// when every step succeeded, else 1.
+fn cleanup(daemon: &Daemon, config: &InstanceConfig, status: i32) {
+    let id = config.id.as_str();
     probes::destroy(id, status);
     log_info!(Some(id), "exited with status {status}");
-    // TODO: once crate::runtime and crate::storage land, delete the
-    // container and unmount its root here, for every instance.
-    let mut cleanup_status = 0;
-    if remove {
+
+    let mut failed = false;
+    if matches!(config.payload, PayloadSpec::Container { .. }) {
+        // The writable layer is kept until the instance is removed.
+        let mount_id = super::launch::mount_id(id);
+        let released = if config.remove {
+            daemon.images.remove_mount(&mount_id)
+        } else {
+            daemon.images.unmount(&mount_id)
+        };
+        if let Err(err) = released {
+            failed = true;
+            log_error!(Some(id), "failed to release the root file system: {err}");
+        }
+    }
+    if config.remove {
         match daemon.store.remove(id) {
             Ok(()) => log_info!(Some(id), "removed (--rm)"),
             Err(err) => {
-                cleanup_status = 1;
+                failed = true;
                 log_error!(Some(id), "failed to remove: {err}");
             }
         }
+    } else if let Err(err) = std::fs::write(daemon.store.dir(id).join(CLEANED_FILE), b"") {
+        log_error!(Some(id), "failed to mark the cleanup as done: {err}");
     }
-    probes::cleanup(id, cleanup_status, "regular");
+    probes::cleanup(id, i32::from(failed), "regular");
+}
+
+/// Removes what remains of a stopped instance: its container, if the
+/// runtime still has it, and its root file system.
+fn release_container(daemon: &Daemon, config: &InstanceConfig) -> Result<(), Error> {
+    let PayloadSpec::Container {
+        runtime_root,
+        container_id,
+        ..
+    } = &config.payload
+    else {
+        return Ok(());
+    };
+    if let Ok(container) = crate::runtime::Container::load(runtime_root, container_id) {
+        container.delete(true)?;
+    }
+    // A launch that failed early may have made no mount.
+    let mount_id = super::launch::mount_id(&config.id);
+    if daemon.images.mount_record(&mount_id).is_ok() {
+        daemon.images.remove_mount(&mount_id)?;
+    }
+    Ok(())
 }
