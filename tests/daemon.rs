@@ -941,7 +941,7 @@ fn add_busybox_image(data: &Path) {
 }
 
 impl Daemon {
-    /// Starts a daemon whose store holds the busybox image.
+    /// Starts a daemon whose store contains the busybox image.
     fn start_with_busybox() -> Daemon {
         let mut daemon = Daemon::start_with(&["--storage", "overlay"]);
         daemon.kill_hard();

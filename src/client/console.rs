@@ -212,7 +212,7 @@ impl Drop for RawMode {
     }
 }
 
-/// How the output side of a session ended.
+/// The end of a session's output side.
 enum Outcome {
     Exit(i32),
     Closed,

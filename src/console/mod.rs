@@ -68,7 +68,7 @@ pub const SOCKET_FILE: &str = "console.sock";
 pub const LOG_FILE: &str = "console.log";
 pub const SUPERVISOR_LOG_FILE: &str = "supervisor.log";
 
-/// What the supervisor runs on the PTY.
+/// The program the supervisor runs on the terminal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum PayloadSpec {

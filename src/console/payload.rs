@@ -1,5 +1,5 @@
-//! What runs on the console PTY: the seam between the supervisor and
-//! whatever creates the process. A payload starts on a terminal and hands
+//! Payloads, the programs on the console terminal: the seam between the
+//! supervisor and whatever creates the process. A payload starts on a terminal and hands
 //! back the terminal's master, the process id and a way to wait for it.
 
 use std::io;
@@ -15,7 +15,7 @@ use crate::daemon::protocol::WindowSize;
 pub struct Started {
     /// The master side of the payload's terminal.
     pub master: OwnedFd,
-    /// The payload's process id, as the host sees it.
+    /// The payload's process id in the host's pid namespace.
     pub pid: i32,
     /// The terminal's name, for listings.
     pub tty: String,

@@ -1,16 +1,18 @@
 //! The supervisor process: PTY, scrollback, console log, attach socket and
 //! exit record of one instance.
 //!
-//! Threads: the main thread accepts connections; `pty-output` copies the
-//! PTY master to the log, the scrollback and every attached console;
-//! `payload-wait` waits for the payload and records its exit; each
+//! Threads: the main thread accepts connections, and `pty-output` copies
+//! the PTY master to the log, the scrollback and every attached console.
+//! `payload-wait` waits for the payload and records its exit. Each
 //! connection has a reader thread and, for streams, a writer thread that
-//! drains a bounded queue, so one slow console never stalls the others.
+//! drains a bounded queue, so one slow console never stalls the others: a
+//! console whose queue is full is disconnected.
 //!
-//! Lock order: `phase`, then `log`, then `inner`. No lock is held while
-//! writing to a socket; `log` is held while writing the console log file,
-//! so that a `Follow` request sees each chunk either in the file or in its
-//! queue, never both and never neither.
+//! Lock order: `phase`, then `log`, then `inner`. Sockets are written with
+//! no lock held, except the short OK response of a new subscription (see
+//! `subscribe`). `log` is held while writing the console log file, so that
+//! a `Follow` request finds each chunk either in the file or in its queue,
+//! never both and never neither.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -70,7 +72,7 @@ struct Inner {
     writers: usize,
 }
 
-/// Where the payload is in its life.
+/// The life-cycle phase of the payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Waiting for the first attach or a start request.
@@ -278,7 +280,7 @@ fn serve(shared: Arc<Shared>, listener: UnixListener) {
 }
 
 /// Copies PTY output to the log, the scrollback and the subscribers until
-/// no process holds the PTY slave any more.
+/// the last process with the PTY slave open has closed it.
 fn copy_output(shared: &Shared, mut reader: File) {
     let mut buf = vec![0u8; 16 * 1024];
     let mut log_failed = false;
@@ -472,24 +474,7 @@ fn handle(
 
     match request {
         SupervisorRequest::Attach { window, replay } => {
-            {
-                let mut inner = lock(&shared.inner);
-                let prelude = if replay {
-                    inner.ring.snapshot()
-                } else {
-                    Vec::new()
-                };
-                subscribe(shared, &mut inner, &mut conn, number, true, prelude)?;
-            }
-            if window.rows > 0 && window.cols > 0 {
-                resize(shared, window.rows, window.cols);
-            }
-            start(shared);
-            log_info!(id(shared), "console client {number} attached");
-            let result = pump_input(shared, &mut conn);
-            unsubscribe(shared, number);
-            log_info!(id(shared), "console client {number} detached");
-            result
+            attach(shared, conn, number, window, replay)
         }
         SupervisorRequest::Watch => {
             {
@@ -500,22 +485,7 @@ fn handle(
             unsubscribe(shared, number);
             result
         }
-        SupervisorRequest::Follow => {
-            {
-                let log = lock(&shared.log);
-                let contents = read_log(&shared.dir).unwrap_or_else(|err| {
-                    log_warn!(id(shared), "failed to read the console log: {err}");
-                    Vec::new()
-                });
-                let mut inner = lock(&shared.inner);
-                subscribe(shared, &mut inner, &mut conn, number, true, contents)?;
-                drop(log);
-            }
-            log_info!(id(shared), "log follower {number} attached");
-            let result = wait_close(&mut conn);
-            unsubscribe(shared, number);
-            result
-        }
+        SupervisorRequest::Follow => follow(shared, conn, number),
         SupervisorRequest::Start => {
             start(shared);
             proto::write_json(&mut conn, Kind::Response, &SupervisorResponse::Ok)
@@ -526,19 +496,74 @@ fn handle(
         } => {
             // Counted as a writer so that `finish` waits for this response.
             let _writer = WriterGuard::new(shared);
-            let response = match stop(shared, signal, Duration::from_secs(timeout_secs)) {
-                Some(status) => SupervisorResponse::Stopped { status },
-                None => {
-                    return proto::write_error(
-                        &mut conn,
-                        "the payload did not exit after SIGKILL; check for a process in \
-                         uninterruptible sleep",
-                    )
-                }
-            };
-            proto::write_json(&mut conn, Kind::Response, &response)
+            match stop(shared, signal, Duration::from_secs(timeout_secs)) {
+                Some(status) => proto::write_json(
+                    &mut conn,
+                    Kind::Response,
+                    &SupervisorResponse::Stopped { status },
+                ),
+                None => proto::write_error(
+                    &mut conn,
+                    "the payload did not exit after SIGKILL; check for a process in \
+                     uninterruptible sleep",
+                ),
+            }
         }
     }
+}
+
+/// Serves a console: the scrollback (if `replay`), live output and the
+/// exit status go out, input and resizes come in. Starts a held payload
+/// after setting the console's window size.
+fn attach(
+    shared: &Arc<Shared>,
+    mut conn: UnixStream,
+    number: u64,
+    window: crate::daemon::protocol::WindowSize,
+    replay: bool,
+) -> Result<(), proto::ProtocolError> {
+    {
+        let mut inner = lock(&shared.inner);
+        let prelude = if replay {
+            inner.ring.snapshot()
+        } else {
+            Vec::new()
+        };
+        subscribe(shared, &mut inner, &mut conn, number, true, prelude)?;
+    }
+    if window.rows > 0 && window.cols > 0 {
+        resize(shared, window.rows, window.cols);
+    }
+    start(shared);
+
+    log_info!(id(shared), "console client {number} attached");
+    let result = pump_input(shared, &mut conn);
+    unsubscribe(shared, number);
+    log_info!(id(shared), "console client {number} detached");
+    result
+}
+
+/// Serves `cblock logs -f`: the whole console log, then live output until
+/// the exit.
+fn follow(
+    shared: &Arc<Shared>,
+    mut conn: UnixStream,
+    number: u64,
+) -> Result<(), proto::ProtocolError> {
+    {
+        let log = lock(&shared.log);
+        let contents = read_log(&shared.dir).unwrap_or_else(|err| {
+            log_warn!(id(shared), "failed to read the console log: {err}");
+            Vec::new()
+        });
+        let mut inner = lock(&shared.inner);
+        subscribe(shared, &mut inner, &mut conn, number, true, contents)?;
+        drop(log);
+    }
+    log_info!(id(shared), "log follower {number} attached");
+    let result = wait_close(&mut conn);
+    unsubscribe(shared, number);
+    result
 }
 
 /// Registers a subscriber and starts its writer thread, which first sends

@@ -24,7 +24,7 @@ use crate::{log_info, log_warn};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Where the process's input goes.
+/// The destination of the process's input.
 enum Input {
     Pipe(Option<ChildStdin>),
     Pty(File),
@@ -225,7 +225,7 @@ fn copy_to_channel<R: Read + Send + 'static>(
 fn write_frames(mut conn: UnixStream, rx: mpsc::Receiver<(Kind, Vec<u8>)>) {
     for (kind, payload) in rx {
         if proto::write_frame(&mut conn, kind, &payload).is_err() {
-            // Keep draining so the readers never block on a full channel.
+            // Keep receiving, so that the readers do not block on a full channel.
             continue;
         }
     }
@@ -261,8 +261,9 @@ fn copy_input(mut conn: UnixStream, mut input: Input, pid: i32, id: &str, finish
             break;
         }
     }
-    // The client is gone or sent garbage before the process ended: hang up
-    // its process group, since nobody can read its output any more.
+    // The client closed the connection or sent an invalid frame before the
+    // process ended. Its output has no reader any more, so hang up its
+    // process group.
     if !finished.load(Ordering::SeqCst) {
         // SAFETY: kill takes no pointers.
         unsafe { libc::kill(-pid, libc::SIGHUP) };

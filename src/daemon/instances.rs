@@ -2,7 +2,7 @@
 //! name, listing, starting supervisors and cleaning up after an exit.
 //!
 //! The instance directories are the only state: cblockd keeps no list in
-//! memory that could disagree with them, so a restarted daemon sees every
+//! memory that could disagree with them, so a restarted daemon finds every
 //! instance that exists.
 
 use std::fs;
@@ -29,12 +29,12 @@ const MAX_SOCKET_PATH: usize = 103;
 /// How long a supervisor may take to report that it is ready.
 const SUPERVISOR_START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The directory that holds one subdirectory per instance.
+/// The directory with one subdirectory per instance.
 pub struct Store {
     root: PathBuf,
 }
 
-/// What the store knows about one instance.
+/// The configuration and recorded state of one instance.
 pub struct Instance {
     pub dir: PathBuf,
     pub config: InstanceConfig,

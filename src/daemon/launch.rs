@@ -14,7 +14,7 @@ use crate::oci::runtime_spec::Mount;
 use crate::runtime::{default_spec, write_config, BindMount, NetworkMode, Settings};
 use crate::{log_error, log_info};
 
-/// The state root of cblockd's containers inside the data directory.
+/// Returns the runtime's state root for cblockd's containers.
 pub fn runtime_root(data_dir: &Path) -> PathBuf {
     data_dir.join("runtime")
 }
@@ -25,7 +25,7 @@ pub fn mount_id(id: &str) -> String {
 }
 
 /// Creates the instance of `request` and starts its supervisor; returns
-/// the instance id. On failure nothing is left behind.
+/// the instance id. On failure it removes the mount and directory it made.
 pub fn launch(daemon: &Arc<Daemon>, request: &LaunchRequest) -> Result<String, Error> {
     let network = network_mode(request)?;
     if let Some(name) = &request.hostname {

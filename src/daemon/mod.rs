@@ -1,12 +1,12 @@
 //! cblockd: the root daemon that owns images and instances behind a UNIX
 //! socket, served by plain threads.
 //!
-//! Threads: the main thread accepts connections; each connection gets a
-//! thread `conn-N`; each running instance has a thread `watch-ID` that
-//! waits for its exit; `signals` handles SIGTERM, SIGINT and SIGHUP. The
-//! only shared mutable state is `Daemon::watched` (one lock, never held
-//! across I/O or process work); everything else about instances is read
-//! from their directories, which are the source of truth.
+//! Threads: the main thread accepts connections, and each connection gets
+//! a thread `conn-N`. Each running instance has a thread `watch-ID` that
+//! waits for its exit, and `signals` handles SIGTERM, SIGINT and SIGHUP.
+//! The only shared mutable state is `Daemon::watched`, behind one lock that
+//! is never held across I/O or process work. Everything else about
+//! instances is read from their directories, which are the source of truth.
 
 mod exec;
 pub mod instances;
@@ -262,7 +262,7 @@ fn lookup_group(name: &str) -> Result<u32, Error> {
 }
 
 /// Binds the control socket. A socket file left by a dead daemon is
-/// replaced; one a live daemon answers on is an error.
+/// replaced, and one that a live daemon accepts connections on is an error.
 fn bind_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, Error> {
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
@@ -299,9 +299,9 @@ fn bind_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, Error> {
     Ok(listener)
 }
 
-/// Forks into the background: the parent prints the child's pid and
-/// exits; the child starts a new session with standard input on
-/// /dev/null and standard output and error on the log file, if any.
+/// Forks into the background. The parent prints the child's pid and exits.
+/// The child starts a new session with standard input on /dev/null and
+/// standard output and error on the log file, if any.
 fn background(logfile: Option<&Path>) -> Result<(), Error> {
     use nix::unistd::{dup2, fork, setsid, ForkResult};
     use std::os::fd::AsRawFd;

@@ -22,7 +22,7 @@ use std::io::{self, Read, Write};
 use serde::{Deserialize, Serialize};
 
 /// Version of this protocol. A peer that sends another version gets an
-/// `Error` frame that says which versions the two ends speak.
+/// `Error` frame that names the versions of both ends.
 pub const VERSION: u8 = 1;
 /// First two bytes of every frame.
 pub const MAGIC: [u8; 2] = *b"CB";
@@ -321,7 +321,7 @@ pub struct Port {
     pub public: bool,
 }
 
-/// Everything `cblock launch` asks for.
+/// The settings of a `cblock launch` request.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LaunchRequest {
     pub image: String,
@@ -539,6 +539,7 @@ impl LaunchRequest {
                 "the image name is empty; pass --name IMAGE[:TAG]".into(),
             ));
         }
+
         check_list("arguments", &self.args)?;
         if let Some(entrypoint) = &self.entrypoint {
             check_list("entrypoint", entrypoint)?;
@@ -555,6 +556,7 @@ impl LaunchRequest {
         }
         check_text("network", &self.network)?;
         check_text("terminal type", &self.term)?;
+
         check_list("tmpfs", &self.tmpfs)?;
         if self.volumes.len() > MAX_LIST || self.ports.len() > MAX_LIST {
             return Err(ProtocolError::Invalid(format!(
