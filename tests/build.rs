@@ -596,3 +596,258 @@ COPY --from=1 /out/two.txt /result/
         );
     }
 }
+
+// ---- builds with RUN steps in real containers ----------------------------
+
+mod run_steps {
+    use std::fs;
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
+
+    use cblocks::build::runner::RuntimeRunner;
+    use cblocks::build::{self, Built, Network, Options, Output};
+    use cblocks::image::{Reference, Store};
+    use cblocks::storage::DriverKind;
+
+    use super::TempDir;
+
+    /// Writes a tar archive of a busybox root file system: /bin/busybox,
+    /// a link per applet, and /etc with root and one user.
+    fn busybox_rootfs_tar(path: &Path) {
+        let mut tar = tar::Builder::new(Vec::new());
+        let header = |kind, mode, size| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_mode(mode);
+            header.set_size(size);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(0);
+            header
+        };
+        for (dir, mode) in [
+            ("bin", 0o755),
+            ("etc", 0o755),
+            ("tmp", 0o1777),
+            ("root", 0o700),
+        ] {
+            let mut h = header(tar::EntryType::Directory, mode, 0);
+            tar.append_data(&mut h, dir, std::io::empty()).unwrap();
+        }
+        let busybox = fs::read("/bin/busybox").expect("Debian's busybox-static at /bin/busybox");
+        let mut h = header(tar::EntryType::Regular, 0o755, busybox.len() as u64);
+        tar.append_data(&mut h, "bin/busybox", busybox.as_slice())
+            .unwrap();
+        for applet in [
+            "sh", "echo", "cat", "ls", "mkdir", "id", "pwd", "env", "touch", "sleep",
+        ] {
+            let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+            tar.append_link(&mut h, format!("bin/{applet}"), "busybox")
+                .unwrap();
+        }
+        for (name, text) in [
+            (
+                "etc/passwd",
+                "root:x:0:0:root:/root:/bin/sh\nbuilder:x:1234:2345::/tmp:/bin/sh\n",
+            ),
+            ("etc/group", "root:x:0:\nbuilders:x:2345:\n"),
+        ] {
+            let mut h = header(tar::EntryType::Regular, 0o644, text.len() as u64);
+            tar.append_data(&mut h, name, text.as_bytes()).unwrap();
+        }
+        fs::write(path, tar.into_inner().unwrap()).unwrap();
+    }
+
+    struct Setup {
+        dir: TempDir,
+        store: Store,
+        runner: RuntimeRunner,
+        /// Build and container ids of this test, unique in the process.
+        label: String,
+    }
+
+    impl Setup {
+        fn new(label: &str) -> Setup {
+            let dir = TempDir::new(label);
+            fs::create_dir_all(dir.0.join("context")).unwrap();
+            busybox_rootfs_tar(&dir.0.join("context/busybox.tar"));
+            let store = Store::open(&dir.0.join("data"), DriverKind::Overlay).unwrap();
+            let runner = RuntimeRunner {
+                state_root: dir.0.join("runtime"),
+                runtime_exe: Some(PathBuf::from(env!("CARGO_BIN_EXE_cblock"))),
+            };
+            let setup = Setup {
+                dir,
+                store,
+                runner,
+                label: label.to_string(),
+            };
+            let (base, output) = setup.build(
+                "FROM scratch\nADD busybox.tar /\n",
+                "busybox",
+                Options::default(),
+            );
+            base.unwrap_or_else(|err| panic!("building the busybox base: {err}\n{output}"));
+            setup
+        }
+
+        fn build(
+            &self,
+            text: &str,
+            name: &str,
+            options: Options,
+        ) -> (Result<Built, build::Error>, String) {
+            let file = cblocks::cblockfile::parse("Cblockfile", text.as_bytes()).unwrap();
+            let mut options = options;
+            options.names = vec![Reference::parse(name).unwrap()];
+            let sink = Arc::new(Mutex::new(Vec::new()));
+            let output: Output = Mutex::new(Box::new(SinkWriter(sink.clone())));
+            let result = build::build(
+                &self.store,
+                &self.runner,
+                &file,
+                &self.dir.0.join("context"),
+                &options,
+                &format!("{}-{}", self.label, std::process::id()),
+                &output,
+            );
+            let text = String::from_utf8_lossy(&sink.lock().unwrap()).into_owned();
+            (result, text)
+        }
+
+        fn read(&self, image: &str, path: &str) -> Option<String> {
+            let mount_id = format!("read-{}", std::process::id());
+            let root = self.store.mount_image(&mount_id, Some(image)).unwrap();
+            let text = fs::read_to_string(root.join(path)).ok();
+            self.store.remove_mount(&mount_id).unwrap();
+            text
+        }
+
+        /// Mount points below the data directory that are still mounted.
+        fn leftover_mounts(&self) -> Vec<String> {
+            let prefix = self.dir.0.display().to_string();
+            fs::read_to_string("/proc/self/mounts")
+                .unwrap()
+                .lines()
+                .filter_map(|line| line.split(' ').nth(1))
+                .filter(|target| target.starts_with(&prefix))
+                .map(str::to_string)
+                .collect()
+        }
+    }
+
+    impl Drop for Setup {
+        fn drop(&mut self) {
+            let mut targets = self.leftover_mounts();
+            targets.sort_by_key(|target| std::cmp::Reverse(target.len()));
+            for target in targets {
+                let _ = nix::mount::umount2(target.as_str(), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+
+    struct SinkWriter(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for SinkWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn run_steps_commit_and_cache() {
+        let setup = Setup::new("run-cache");
+        let text = "FROM busybox
+ARG WHO=world
+ENV GREETING=hello
+WORKDIR /work
+RUN echo \"$GREETING $WHO from $(pwd)\" > /work/greeting
+RUN [\"/bin/sh\", \"-c\", \"id -u > /work/uid\"]
+USER builder
+RUN id -u > /tmp/builder-uid; id -g >> /tmp/builder-uid
+";
+        let (result, output) = setup.build(text, "greeter", Options::default());
+        let built = result.unwrap_or_else(|err| panic!("build failed: {err}\n{output}"));
+        assert_eq!(built.executed_steps, 4, "{output}");
+        assert_eq!(
+            setup.read("greeter", "work/greeting").as_deref(),
+            Some("hello world from /work\n")
+        );
+        assert_eq!(setup.read("greeter", "work/uid").as_deref(), Some("0\n"));
+        assert_eq!(
+            setup.read("greeter", "tmp/builder-uid").as_deref(),
+            Some("1234\n2345\n")
+        );
+        assert_eq!(
+            setup.read("greeter", "etc/resolv.conf"),
+            None,
+            "resolv.conf committed"
+        );
+
+        let (again, output) = setup.build(text, "greeter", Options::default());
+        let again = again.unwrap();
+        assert_eq!(
+            again.executed_steps, 0,
+            "a rebuild started containers:\n{output}"
+        );
+        assert_eq!(again.cached_steps, 4);
+
+        let args = Options {
+            build_args: [("WHO".to_string(), "cblocks".to_string())].into(),
+            ..Options::default()
+        };
+        let (changed, _) = setup.build(text, "greeter", args);
+        assert_eq!(
+            changed.unwrap().executed_steps,
+            3,
+            "a new ARG value reruns the RUN steps"
+        );
+        assert_eq!(
+            setup.read("greeter", "work/greeting").as_deref(),
+            Some("hello cblocks from /work\n")
+        );
+    }
+
+    #[test]
+    fn run_failure_names_step_and_status() {
+        let setup = Setup::new("run-fail");
+        let text = "FROM busybox\nRUN touch /made-before\nRUN echo failing; exit 3\n";
+        let (result, output) = setup.build(text, "broken", Options::default());
+        let err = result.expect_err("a failing RUN fails the build");
+        let message = err.to_string();
+        assert!(message.contains("Cblockfile:3"), "{message}");
+        assert!(message.contains("step 3"), "{message}");
+        assert!(message.contains("exit 3"), "{message}");
+        assert!(message.contains("status 3"), "{message}");
+        assert!(
+            output.contains("-- Step 3/3 : RUN echo failing; exit 3"),
+            "{output}"
+        );
+        assert!(
+            setup.store.resolve("broken").is_err(),
+            "an image after a failed build"
+        );
+        assert_eq!(setup.leftover_mounts(), Vec::<String>::new());
+        let state: Vec<_> = fs::read_dir(setup.dir.0.join("runtime"))
+            .map(|dir| dir.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(state.is_empty(), "runtime state left behind: {state:?}");
+    }
+
+    #[test]
+    fn run_network_none_has_only_loopback() {
+        let setup = Setup::new("run-net");
+        let text = "FROM busybox\nRUN ls /sys/class/net > /nets\n";
+        let options = Options {
+            network: Network::None,
+            ..Options::default()
+        };
+        let (result, output) = setup.build(text, "isolated", options);
+        result.unwrap_or_else(|err| panic!("build failed: {err}\n{output}"));
+        assert_eq!(setup.read("isolated", "nets").as_deref(), Some("lo\n"));
+    }
+}

@@ -669,6 +669,17 @@ fn copy_from_index_and_image() {
 }
 
 #[test]
+fn stage_graph_for_target() {
+    let text = "FROM a AS base\nFROM b AS tools\nFROM base AS app\nCOPY --from=tools /t /t\nFROM c AS docs\nFROM app\n";
+    let file = parse_ok(text);
+    assert_eq!(file.stages[2].depends_on(), [0, 1]);
+    assert_eq!(file.stages_for(4), [0, 1, 2, 4]);
+    assert_eq!(file.stages_for(3), [3]);
+    assert_eq!(file.stages_for(1), [1]);
+    assert!(file.stages_for(9).is_empty());
+}
+
+#[test]
 fn globals_before_first_from() {
     let file = parse_ok("ENTRYPOINT [\"/bin/tcsh\"]\nCMD [\"-l\"]\nOSRELEASE 14.3-RELEASE\nARG BASE=freebsd\nFROM ${BASE}:14.3\nRUN true\n");
     assert_eq!(file.stages[0].from.image.preview, "freebsd:14.3");
@@ -691,6 +702,19 @@ fn shell_and_exec_forms() {
         strings(&["/bin/bash", "-lc", "exec app"])
     );
     assert_eq!(run_commands(stage), [strings(&["ls", "-l"])]);
+}
+
+#[test]
+fn original_trailing_comments() {
+    let text = "FROM a\nRUN \"pkg install h2o\"  # the web server\nENV A = \"b # c\" # note\nENTRYPOINT [ \"/bin/sh\" ] # shell\n";
+    let file = parse_ok(text);
+    let stage = &file.stages[0];
+    assert_eq!(run_commands(stage), [sh("pkg install h2o")]);
+    assert_eq!(env_pairs(stage)[0].2, "b # c");
+    assert_eq!(entrypoint_argv(&file), Some(strings(&["/bin/sh"])));
+    // A shell-form command keeps its comment for the shell.
+    let file = parse_ok("FROM a\nRUN make # all\n");
+    assert_eq!(run_commands(&file.stages[0]), [sh("make # all")]);
 }
 
 #[test]
@@ -835,6 +859,29 @@ fn megabyte_run_line_kept_whole() {
     let lines: Vec<String> = (0..1024).map(|_| chunk.clone()).collect();
     let file = parse_ok(&format!("FROM a\nRUN {} \n", lines.join("\\\n")));
     assert_eq!(run_commands(&file.stages[0])[0][2].len(), 1 << 20);
+}
+
+#[test]
+fn line_of_many_words_kept() {
+    let sources: Vec<String> = (0..50_000).map(|i| format!("f{i}")).collect();
+    let pairs: Vec<String> = (0..20_000).map(|i| format!("K{i}=v{i}")).collect();
+    let text = format!(
+        "FROM a\nCOPY {} /dest/\nENV {}\n",
+        sources.join(" "),
+        pairs.join(" ")
+    );
+    let file = parse_ok(&text);
+    match &file.stages[0].instructions[0].kind {
+        InstructionKind::Copy(copy) => {
+            assert_eq!(copy.sources.len(), 50_000);
+            assert_eq!(copy.sources[49_999].preview, "f49999");
+            assert_eq!(copy.dest.position.line, 2);
+        }
+        other => panic!("expected COPY, got {other:?}"),
+    }
+    let env = env_pairs(&file.stages[0]);
+    assert_eq!(env.len(), 20_000);
+    assert_eq!(env[19_999].2, "v19999");
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! The image store with real drivers: vfs, overlay, and btrfs on a loop
-//! device; names, removal and pruning; crash safety under kill -9; and round
-//! trips through Podman. Runs as root.
+//! The image store with real drivers (vfs, overlay, and btrfs on a loop
+//! device). Also names, removal and pruning, crash safety under kill -9, and
+//! round trips through Podman. Runs as root.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -118,7 +118,7 @@ fn exercise_driver(data: &Path, driver: DriverKind) {
     let store = Store::open(&data.join("data"), driver).unwrap();
 
     let base = store
-        .commit_tar(None, &mut Cursor::new(tar_of(&tree)))
+        .commit_tar(None, &mut Cursor::new(tar_of(&tree)), "test")
         .unwrap();
     assert_eq!(base.parent, None);
     assert_eq!(
@@ -133,6 +133,8 @@ fn exercise_driver(data: &Path, driver: DriverKind) {
             &[reference("base:1")],
         )
         .unwrap();
+
+    store.release("test").unwrap();
 
     let root = store.mount_image("c1", Some("base:1")).unwrap();
     assert_eq!(
@@ -299,21 +301,25 @@ fn driver_mismatch_rejected() {
 }
 
 fn small_image(store: &Store, content: &[u8], names: &[&str]) -> cblocks::image::Image {
-    let tree = tempdir_in(store.data_dir(), "tree");
+    let digest = cblocks::storage::archive::sha256_digest(content);
+    let tree = tempdir_in(store.data_dir(), &format!("tree-{}", &digest[7..19]));
     fs::write(tree.join("file"), content).unwrap();
+    let holder = format!("hold{}", &digest[7..19]);
     let layer = store
-        .commit_tar(None, &mut Cursor::new(tar_of(&tree)))
+        .commit_tar(None, &mut Cursor::new(tar_of(&tree)), &holder)
         .unwrap();
     fs::remove_dir_all(&tree).unwrap();
     let names: Vec<Reference> = names.iter().map(|n| reference(n)).collect();
-    store
+    let image = store
         .add_image(
             config(&["/file"], &[]),
             Some(&layer.chain_id),
             BTreeMap::new(),
             &names,
         )
-        .unwrap()
+        .unwrap();
+    store.release(&holder).unwrap();
+    image
 }
 
 fn tempdir_in(dir: &Path, tag: &str) -> PathBuf {
@@ -375,24 +381,33 @@ fn prune_spares_used_images() {
     let unused = small_image(&store, b"unused", &[]);
     store.mount_image("ctr1", Some(&used.id)).unwrap();
 
-    // A layer committed by a build but in no image yet goes too.
+    // A layer a build committed is kept while the build holds it, and
+    // pruned once released.
     let tree = tempdir_in(&scratch.0, "loose");
     fs::write(tree.join("x"), b"loose").unwrap();
     let loose = store
-        .commit_tar(None, &mut Cursor::new(tar_of(&tree)))
+        .commit_tar(None, &mut Cursor::new(tar_of(&tree)), "build7")
         .unwrap();
-
     let report = store.prune().unwrap();
     assert_eq!(report.images, vec![unused.id.clone()]);
-    assert!(report.layers.contains(&loose.chain_id));
-    assert_eq!(report.layers.len(), 2);
+    assert!(
+        !report.layers.contains(&loose.chain_id),
+        "a held layer was pruned"
+    );
+    assert!(store.layer(&loose.chain_id).is_ok());
+    store.release("build7").unwrap();
+
+    let report = store.prune().unwrap();
+    assert!(report.images.is_empty());
+    assert_eq!(report.layers, vec![loose.chain_id.clone()]);
     let ids: Vec<String> = store
         .images()
         .unwrap()
         .into_iter()
         .map(|s| s.image.id)
         .collect();
-    assert!(ids.contains(&named.id) && ids.contains(&used.id));
+    assert!(ids.contains(&named.id), "a named image was pruned");
+    assert!(ids.contains(&used.id), "an image in use was pruned");
     assert_eq!(store.check().unwrap(), Vec::<String>::new());
 
     let usage = store.disk_usage().unwrap();
@@ -421,7 +436,7 @@ fn hostile_layer_leaves_nothing() {
     let bytes = builder.into_inner().unwrap();
 
     let err = store
-        .commit_tar(None, &mut Cursor::new(bytes))
+        .commit_tar(None, &mut Cursor::new(bytes), "test")
         .unwrap_err()
         .to_string();
     assert!(err.contains("escape/tmp/cblocks-hostile-layer"), "{err}");
@@ -448,7 +463,7 @@ fn save_load_round_trip() {
     let tree = scratch.path("tree");
     base_tree(&tree);
     let layer = store
-        .commit_tar(None, &mut Cursor::new(tar_of(&tree)))
+        .commit_tar(None, &mut Cursor::new(tar_of(&tree)), "test")
         .unwrap();
     let mut annotations = BTreeMap::new();
     annotations.insert(
@@ -507,8 +522,43 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// The child of `crash_during_commits`: commits layers and images in a loop
-/// until it is killed. Ignored unless the parent starts it.
+#[test]
+fn concurrent_writers_serialised() {
+    let scratch = Scratch::new("concurrent");
+    let data = scratch.path("data");
+    drop(Store::open(&data, DriverKind::Vfs).unwrap());
+
+    // Each thread opens its own store, as separate processes would; the
+    // flock on the store's lock file is what keeps them apart.
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let data = data.clone();
+            std::thread::spawn(move || {
+                let store = Store::open(&data, DriverKind::Vfs).unwrap();
+                for i in 0..5 {
+                    small_image(
+                        &store,
+                        format!("{t}-{i}").as_bytes(),
+                        &[&format!("w{t}:{i}")],
+                    );
+                    if i == 2 {
+                        store.prune().unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+
+    let store = Store::open(&data, DriverKind::Vfs).unwrap();
+    assert_eq!(store.images().unwrap().len(), 20);
+    assert_eq!(store.check().unwrap(), Vec::<String>::new());
+}
+
+/// Commits layers and images in a loop until killed, as the child process of
+/// `crash_during_commits`; ignored unless that test starts it.
 #[test]
 #[ignore]
 fn crash_child() {
@@ -562,7 +612,7 @@ fn crash_during_commits() {
     let scratch = Scratch::new("crash");
     let data = scratch.path("data");
     let exe = std::env::current_exe().unwrap();
-    let mut most_images = 0;
+    let mut max_images = 0;
     for (round, delay) in random_delays(20).into_iter().enumerate() {
         let mut child = Command::new(&exe)
             .args(["--ignored", "--exact", "crash_child", "--nocapture"])
@@ -598,10 +648,10 @@ fn crash_during_commits() {
             Vec::<String>::new(),
             "round {round} after {delay} ms"
         );
-        most_images = most_images.max(images.len());
+        max_images = max_images.max(images.len());
     }
     assert!(
-        most_images > 0,
+        max_images > 0,
         "the child never completed an image; the test exercised nothing"
     );
 }
@@ -724,7 +774,7 @@ fn podman_round_trip() {
     // cblocks -> podman: the saved image loads and runs /bin/true.
     let store = Store::open(&scratch.path("data"), DriverKind::Overlay).unwrap();
     let layer = store
-        .commit_tar(None, &mut Cursor::new(tar_of(&tree)))
+        .commit_tar(None, &mut Cursor::new(tar_of(&tree)), "test")
         .unwrap();
     let name = format!("cbtest-{}", std::process::id());
     let image = store
@@ -832,5 +882,93 @@ fn podman_round_trip() {
         );
         store.remove_mount("check").unwrap();
         assert_eq!(store.check().unwrap(), Vec::<String>::new(), "{format}");
+    }
+}
+
+// ---- benchmark harness ------------------------------------------------------
+
+/// Times layer commit and extraction for `bench/store.sh`; ignored in normal
+/// runs. It reads the tree from `CBLOCKS_BENCH_TREE`, prints `name seconds
+/// bytes` lines, and checks that the committed layer contains the tree's
+/// bytes.
+#[test]
+#[ignore]
+fn bench_harness() {
+    use std::time::Instant;
+
+    let Ok(tree) = std::env::var("CBLOCKS_BENCH_TREE") else {
+        panic!("run by bench/store.sh with CBLOCKS_BENCH_TREE set");
+    };
+    let tree = PathBuf::from(tree);
+    let scratch = Scratch::new("bench");
+
+    // 1. The layer tar and its diff ID only: the same work as
+    //    `tar -cf - | sha256sum`.
+    let start = Instant::now();
+    let mut digest = cblocks::storage::archive::DigestWriter::new(std::io::sink());
+    write_diff(
+        DiffSource::Trees {
+            lower: None,
+            upper: &tree,
+        },
+        &mut digest,
+    )
+    .unwrap();
+    let (_, _, tar_bytes) = digest.finish();
+    println!("diff {:.3} {tar_bytes}", start.elapsed().as_secs_f64());
+
+    // 2. A whole commit on the overlay driver: tar, diff ID, gzip, blob
+    //    fsync, and unpacking into the driver's layer.
+    let store = Store::open(&scratch.path("data"), DriverKind::Overlay).unwrap();
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    let writer_tree = tree.clone();
+    let writer = std::thread::spawn(move || {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, fs::File::from(write_end));
+        write_diff(
+            DiffSource::Trees {
+                lower: None,
+                upper: &writer_tree,
+            },
+            &mut out,
+        )
+        .unwrap();
+    });
+    let start = Instant::now();
+    let layer = store
+        .commit_tar(None, &mut fs::File::from(read_end), "bench")
+        .unwrap();
+    writer.join().unwrap();
+    println!("commit {:.3} {tar_bytes}", start.elapsed().as_secs_f64());
+
+    // 3. Extraction of the layer tar into an empty directory.
+    let layer_tar = scratch.path("layer.tar");
+    let mut file = fs::File::create(&layer_tar).unwrap();
+    write_diff(
+        DiffSource::Trees {
+            lower: None,
+            upper: &tree,
+        },
+        &mut file,
+    )
+    .unwrap();
+    drop(file);
+    let target = scratch.path("extracted");
+    fs::create_dir(&target).unwrap();
+    let start = Instant::now();
+    let mut input = std::io::BufReader::with_capacity(1 << 20, fs::File::open(&layer_tar).unwrap());
+    let summary = cblocks::storage::extract(&mut input, &target, &Default::default()).unwrap();
+    println!("extract {:.3} {tar_bytes}", start.elapsed().as_secs_f64());
+    println!("layer_tar {}", layer_tar.display());
+
+    assert_eq!(
+        summary.bytes, layer.size,
+        "extraction and commit saw different content"
+    );
+    assert!(layer.size > 0, "the benchmark tree is empty");
+    // The tar stays for the script's own tar timing until the scratch
+    // directory goes; the script copies it first.
+    let keep = std::env::var("CBLOCKS_BENCH_KEEP_TAR").ok();
+    if let Some(path) = keep {
+        fs::copy(&layer_tar, path).unwrap();
     }
 }

@@ -20,7 +20,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 output=${1:-$here/debian-rootfs.tar.gz}
 cache=${CBLOCKS_CACHE:-/var/cache/cblocks}
 suite=bookworm
-cached=$cache/debian-$suite-minbase.tar.gz
+cached=$cache/debian-$suite-minbase-nodev.tar.gz
 
 if [ "$(id -u)" != 0 ]; then
     echo "mkrootfs.sh: debootstrap needs root; run it as root" >&2
@@ -56,7 +56,9 @@ if [ ! -s "$cached" ]; then
     # The host's resolver settings are not part of the image.
     : > "$work/root/etc/resolv.conf"
     echo "mkrootfs.sh: packing the root file system" >&2
-    tar -C "$work" --numeric-owner -czf "$work/rootfs.tar.gz" root
+    # Device nodes stay out: the runtime gives every container its own /dev,
+    # and ADD rejects device nodes in archives.
+    tar -C "$work" --numeric-owner --exclude='root/dev/*' -czf "$work/rootfs.tar.gz" root
     mv "$work/rootfs.tar.gz" "$cached"
 fi
 

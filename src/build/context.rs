@@ -23,6 +23,22 @@ pub enum Error {
 /// Decides whether a context path (relative, `/`-separated) is left out.
 pub trait Exclude {
     fn is_excluded(&self, relative: &str, is_dir: bool) -> bool;
+
+    /// Returns true when a path below an excluded directory can be included
+    /// again (a `!` pattern), so the directory must still be walked.
+    fn has_exceptions(&self) -> bool {
+        false
+    }
+}
+
+impl Exclude for crate::cblockfile::ignore::Patterns {
+    fn is_excluded(&self, relative: &str, _is_dir: bool) -> bool {
+        crate::cblockfile::ignore::Patterns::is_excluded(self, relative)
+    }
+
+    fn has_exceptions(&self) -> bool {
+        self.patterns().iter().any(|pattern| pattern.exception)
+    }
 }
 
 /// Excludes nothing.
@@ -72,6 +88,12 @@ pub fn pack(
 
         if !relative.is_empty() {
             if exclude.is_excluded(&relative, meta.is_dir()) {
+                // An excluded directory is still walked when a `!` pattern
+                // may bring back something inside it.
+                if !(meta.is_dir() && exclude.has_exceptions()) {
+                    continue;
+                }
+                pending.extend(child_names(&host, &relative)?);
                 continue;
             }
             builder
@@ -85,21 +107,7 @@ pub fn pack(
         }
 
         if meta.is_dir() {
-            let mut names: Vec<String> = fs::read_dir(&host)
-                .map_err(io_error)?
-                .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
-                .collect::<Result<_, _>>()
-                .map_err(io_error)?;
-            // Reverse order, because `pending` is a stack.
-            names.sort_by(|a, b| b.cmp(a));
-            for name in names {
-                let child = if relative.is_empty() {
-                    name
-                } else {
-                    format!("{relative}/{name}")
-                };
-                pending.push(child);
-            }
+            pending.extend(child_names(&host, &relative)?);
         }
     }
 
@@ -111,6 +119,53 @@ pub fn pack(
             source,
         })?;
     Ok(packed)
+}
+
+/// Returns the relative paths of the entries of directory `host`, in
+/// reverse order, for a stack that pops them in sorted order.
+fn child_names(host: &Path, relative: &str) -> Result<Vec<String>, Error> {
+    let io_error = |source| Error::Io {
+        path: host.to_path_buf(),
+        source,
+    };
+    let mut names: Vec<String> = fs::read_dir(host)
+        .map_err(io_error)?
+        .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(io_error)?;
+    names.sort_by(|a, b| b.cmp(a));
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            if relative.is_empty() {
+                name
+            } else {
+                format!("{relative}/{name}")
+            }
+        })
+        .collect())
+}
+
+/// Copies the context under `dir`, minus what `exclude` leaves out, into
+/// the empty directory `dest` through the same tar stream the client sends
+/// to the daemon, so that the build reads only what it was given.
+pub fn stage(dir: &Path, exclude: &(dyn Exclude + Sync), dest: &Path) -> Result<Packed, Error> {
+    let (mut reader, writer) = io::pipe().map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    std::thread::scope(|scope| {
+        let packer = scope.spawn(move || pack(dir, exclude, writer, &mut |_| {}));
+        let options = crate::storage::ExtractOptions::default();
+        let extracted = crate::storage::extract(&mut reader, dest, &options);
+        let _ = io::copy(&mut reader, &mut io::sink());
+        let packed = packer.join().expect("the context packer thread panicked")?;
+        extracted.map_err(|err| Error::Io {
+            path: dest.to_path_buf(),
+            source: io::Error::other(err.to_string()),
+        })?;
+        Ok(packed)
+    })
 }
 
 /// Returns the hex SHA-256 digest of the given source paths: their names,

@@ -126,7 +126,7 @@ fn commit_tree(build: &Build, dir: &std::path::Path) -> Result<String, Error> {
     )
     .map_err(|err| Error::Runner(format!("packing the ROOTPIVOT tree: {err}")))?;
     file.seek(SeekFrom::Start(0)).map_err(io_error)?;
-    let layer = build.store.commit_tar(None, &mut file)?;
+    let layer = build.store.commit_tar(None, &mut file, &build.holder())?;
     let _ = fs::remove_file(&temp);
     Ok(layer.chain_id)
 }
@@ -172,7 +172,9 @@ fn fim_layer(build: &Build, top: Option<&str>) -> Result<String, Error> {
         .map_err(append_error)?;
     let bytes = tar.into_inner().map_err(append_error)?;
 
-    let layer = build.store.commit_tar(top, &mut bytes.as_slice())?;
+    let layer = build
+        .store
+        .commit_tar(top, &mut bytes.as_slice(), &build.holder())?;
     build.say(&format!(
         " ---> File integrity spec written to {FIM_SPEC_PATH}"
     ));

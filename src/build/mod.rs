@@ -17,6 +17,7 @@ mod finish;
 pub mod rootpath;
 pub mod runner;
 mod stage;
+pub use stage::host_architecture;
 pub mod users;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -138,6 +139,16 @@ impl Build<'_> {
         Ok((mount_id, path))
     }
 
+    /// Returns the store holder id of this build's layers.
+    pub fn holder(&self) -> String {
+        format!("build-{}", self.id)
+    }
+
+    /// Keeps layer `chain_id` from being pruned until the build ends.
+    pub fn hold(&self, chain_id: &str) -> Result<(), Error> {
+        Ok(self.store.hold(&self.holder(), chain_id)?)
+    }
+
     /// Unmounts and removes a mount made by `mount`.
     pub fn release(&self, mount_id: &str) -> Result<(), Error> {
         self.store.remove_mount(mount_id)?;
@@ -158,6 +169,9 @@ impl Drop for Build<'_> {
                     "-- warning: removing build mount {mount_id}: {err}"
                 ));
             }
+        }
+        if let Err(err) = self.store.release(&self.holder()) {
+            self.say(&format!("-- warning: releasing the build's layers: {err}"));
         }
         let _ = std::fs::remove_dir_all(&self.work_dir);
     }

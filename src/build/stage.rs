@@ -260,10 +260,11 @@ impl StageRun<'_, '_> {
             InstructionKind::Workdir(word) => self.workdir_step(word),
             other => {
                 self.config_step(other)?;
-                self.result.key = self
-                    .result
-                    .key
-                    .next(&instruction.text, &self.args_list(), None);
+                // ARG values reach later steps through the words they expand
+                // in and through RUN's environment, so only RUN keys list
+                // them, and a changed value first misses at a RUN, as in
+                // Docker.
+                self.result.key = self.result.key.next(&instruction.text, &[], None);
                 let text = instruction.text.clone();
                 self.record_history(format!("/bin/sh -c #(nop) {text}"), true);
                 Ok(())
@@ -388,7 +389,12 @@ impl StageRun<'_, '_> {
         else {
             return false;
         };
-        if entry.layer.is_some() {
+        if let Some(layer) = &entry.layer {
+            // A prune between this lookup and the image's naming must not
+            // take the layer away.
+            if self.build.hold(layer).is_err() {
+                return false;
+            }
             self.result.top = entry.layer;
         }
         self.result.key = key.clone();
@@ -403,6 +409,7 @@ impl StageRun<'_, '_> {
     /// `key`.
     fn commit(&mut self, mount_id: &str, key: StepKey) -> Result<(), Error> {
         let layer = self.build.store.commit_mount(mount_id)?;
+        self.build.hold(&layer.chain_id)?;
         self.build.release(mount_id)?;
         self.build.cache.record(
             &key,
@@ -660,10 +667,7 @@ impl StageRun<'_, '_> {
             digest.push_str(&String::from_utf8_lossy(&content));
             local.push((dir.clone(), name.clone(), false));
         }
-        let key = self
-            .result
-            .key
-            .next(&key_text, &self.args_list(), Some(&digest));
+        let key = self.result.key.next(&key_text, &[], Some(&digest));
         self.record_history(format!("{keyword} {}", plan.sources.join(" ")), false);
         if self.cache_hit(&key) {
             return Ok(());
@@ -712,10 +716,7 @@ impl StageRun<'_, '_> {
         self.container_config().working_dir = Some(path.clone());
         self.record_history(format!("WORKDIR {path}"), false);
 
-        let key = self
-            .result
-            .key
-            .next(&format!("WORKDIR {path}"), &self.args_list(), None);
+        let key = self.result.key.next(&format!("WORKDIR {path}"), &[], None);
         if self.cache_hit(&key) {
             return Ok(());
         }

@@ -63,6 +63,26 @@ pub struct Stage {
     pub instructions: Vec<Instruction>,
 }
 
+impl Stage {
+    /// Returns the earlier stages this stage reads: its `FROM` stage and the
+    /// stages of its `COPY --from` instructions, without repeats.
+    pub fn depends_on(&self) -> Vec<usize> {
+        let mut stages: Vec<usize> = self.from.stage.into_iter().collect();
+        for instruction in &self.instructions {
+            if let InstructionKind::Copy(Copy {
+                from: Some(CopySource::Stage { index, .. }),
+                ..
+            }) = &instruction.kind
+            {
+                stages.push(*index);
+            }
+        }
+        stages.sort_unstable();
+        stages.dedup();
+        stages
+    }
+}
+
 /// The base of a stage.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct From {
@@ -292,6 +312,32 @@ impl Cblockfile {
                     .ok()
                     .and_then(|index| self.stages.get(index))
             })
+    }
+
+    /// Returns the indices of the stages that building stage `target` needs,
+    /// `target` included, in ascending order. A stage needs the earlier stage
+    /// it is built `FROM` and the stages its `COPY --from` instructions name;
+    /// since those are always earlier stages, ascending order is a valid
+    /// build order.
+    pub fn stages_for(&self, target: usize) -> Vec<usize> {
+        let mut needed = vec![false; self.stages.len()];
+        if target >= self.stages.len() {
+            return Vec::new();
+        }
+        needed[target] = true;
+        for stage in self.stages[..=target].iter().rev() {
+            if !needed[stage.index] {
+                continue;
+            }
+            for dependency in stage.depends_on() {
+                if dependency < stage.index {
+                    needed[dependency] = true;
+                }
+            }
+        }
+        (0..self.stages.len())
+            .filter(|&index| needed[index])
+            .collect()
     }
 
     /// Returns the last stage, which becomes the image unless a target is given.

@@ -148,13 +148,20 @@ impl Checker<'_, '_> {
     /// Returns the position of `needle` in the node's text after the keyword,
     /// or of the keyword when it is not found.
     fn locate(&self, node: &Node, needle: &str) -> Position {
-        // ASCII lower-casing keeps byte offsets, and keywords and flags are
-        // case-insensitive.
-        let text = node.line.text.to_ascii_lowercase();
-        let from = node.keyword_offset.min(text.len());
-        match text[from..].find(&needle.to_ascii_lowercase()) {
-            Some(found) if !needle.is_empty() => node.line.position(from + found),
-            _ => node.position(),
+        let mut cursor = node.keyword_offset;
+        self.locate_after(node, needle, &mut cursor)
+    }
+
+    /// Returns the position of `needle` in the node's text at or after byte
+    /// `cursor`, and moves the cursor past it. Searching on from the cursor
+    /// keeps a line of many words linear to check.
+    fn locate_after(&self, node: &Node, needle: &str, cursor: &mut usize) -> Position {
+        match find_ignore_ascii_case(&node.line.text, needle, *cursor) {
+            Some(found) => {
+                *cursor = found + needle.len();
+                node.line.position(found)
+            }
+            None => node.position(),
         }
     }
 
@@ -195,6 +202,9 @@ impl Checker<'_, '_> {
     /// `ARG`, `ENTRYPOINT` and `CMD` may come before the first `FROM`.
     fn before_first_stage(&mut self, node: &Node) -> Result<(), Error> {
         let position = node.position();
+        if matches!(node.name().as_str(), "ARG" | "ENTRYPOINT" | "CMD") {
+            self.no_flags(node)?;
+        }
         match node.name().as_str() {
             "ARG" => {
                 let args = self.args(node)?;
@@ -720,9 +730,10 @@ impl Checker<'_, '_> {
         }
         let mut pairs = Vec::new();
         let mut vars = self.vars.clone();
+        let mut cursor = node.args_offset;
         for triple in node.args.chunks(3) {
             let [key, value, _] = triple else { continue };
-            let key_at = self.locate(node, key);
+            let key_at = self.locate_after(node, key, &mut cursor);
             if key.is_empty() {
                 return Err(self.error(
                     key_at,
@@ -731,7 +742,8 @@ impl Checker<'_, '_> {
                 ));
             }
             let key_word = self.word_at(key, key_at)?;
-            let mut word = self.word_at(value, self.locate(node, value))?;
+            let value_at = self.locate_after(node, value, &mut cursor);
+            let mut word = self.word_at(value, value_at)?;
             // Later pairs of one ENV see the earlier ones, as in Docker.
             if keyword == "ENV" {
                 let lexer = Lexer {
@@ -757,10 +769,11 @@ impl Checker<'_, '_> {
                 "write ARG NAME or ARG NAME=DEFAULT",
             ));
         }
+        let mut cursor = node.args_offset;
         node.args
             .iter()
             .map(|arg| {
-                let at = self.locate(node, arg);
+                let at = self.locate_after(node, arg, &mut cursor);
                 let (name, default) = match arg.split_once('=') {
                     Some((name, default)) => (name, Some(self.word_at(default, at)?)),
                     None => (arg.as_str(), None),
@@ -1095,6 +1108,19 @@ impl Checker<'_, '_> {
     }
 }
 
+/// Returns the byte offset of the first match of `needle` in `haystack` at or
+/// after byte `from`, comparing ASCII letters without regard to case (keywords
+/// and flags are case-insensitive). The offset is a character boundary,
+/// because a match starts with the same byte as `needle`'s first character.
+fn find_ignore_ascii_case(haystack: &str, needle: &str, from: usize) -> Option<usize> {
+    let (haystack, needle) = (haystack.as_bytes(), needle.as_bytes());
+    if needle.is_empty() || from > haystack.len() || needle.len() > haystack.len() {
+        return None;
+    }
+    (from..=haystack.len() - needle.len())
+        .find(|&start| haystack[start..start + needle.len()].eq_ignore_ascii_case(needle))
+}
+
 /// Returns the byte offset of the opening quote of a double-quoted string
 /// that is still open at the end of `text`, if there is one.
 fn open_json_string(text: &str) -> Option<usize> {
@@ -1177,6 +1203,17 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn case_insensitive_find() {
+        assert_eq!(
+            find_ignore_ascii_case("COPY --FROM x", "--from", 0),
+            Some(5)
+        );
+        assert_eq!(find_ignore_ascii_case("é --from", "--from", 1), Some(3));
+        assert_eq!(find_ignore_ascii_case("a", "ab", 0), None);
+        assert_eq!(find_ignore_ascii_case("ab", "b", 3), None);
+    }
 
     #[test]
     fn durations() {

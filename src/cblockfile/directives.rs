@@ -15,8 +15,8 @@ pub struct Directive {
     pub value: String,
 }
 
-/// The directive names Docker knows; a comment with any other name ends the
-/// directive section.
+/// The directive names Docker defines. A comment with any other name ends
+/// the directive section.
 const KNOWN: [&str; 3] = ["syntax", "escape", "check"];
 
 fn is_regex_space(ch: char) -> bool {
@@ -48,7 +48,7 @@ pub struct DirectiveParser {
     seen: Vec<Directive>,
 }
 
-/// What a line was, as far as directives are concerned.
+/// The kind of a line, as far as directives are concerned.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LineKind {
     /// A directive; it has been recorded.

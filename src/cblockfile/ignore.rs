@@ -181,7 +181,7 @@ fn clean(path: &str) -> String {
     parts.join("/")
 }
 
-/// Compiles one component of a pattern, or says why it is invalid.
+/// Compiles one component of a pattern, or returns why it is invalid.
 fn compile_component(component: &str) -> Result<Component, &'static str> {
     if component == "**" {
         return Ok(Component::AnyDepth);

@@ -14,13 +14,20 @@ pub struct LineMap {
     segments: Vec<Segment>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Segment {
     /// Byte offset in the logical line where the segment starts.
     offset: usize,
     /// Position of its first character in the file.
     position: Position,
+    /// Byte offsets in the logical line with the number of characters from
+    /// the segment start to them, about every `CHECKPOINT_BYTES` bytes, so
+    /// that a column is counted from the nearest checkpoint and a long line
+    /// of many words stays linear to check.
+    checkpoints: Vec<(usize, usize)>,
 }
+
+const CHECKPOINT_BYTES: usize = 1024;
 
 impl LineMap {
     /// Returns the file position of byte `offset` of `text`, the logical line
@@ -34,9 +41,15 @@ impl LineMap {
         let Some(segment) = self.segments.get(index) else {
             return Position::new(1, 1);
         };
-        let counted = text
-            .get(segment.offset..offset)
-            .map_or(0, |part| part.chars().count());
+        let checkpoint = segment
+            .checkpoints
+            .partition_point(|&(byte, _)| byte <= offset)
+            .checked_sub(1)
+            .map_or((segment.offset, 0), |at| segment.checkpoints[at]);
+        let counted = checkpoint.1
+            + text
+                .get(checkpoint.0..offset)
+                .map_or(0, |part| part.chars().count());
         Position::new(segment.position.line, segment.position.column + counted)
     }
 }
@@ -53,9 +66,19 @@ pub struct LogicalLine {
 
 impl LogicalLine {
     fn push(&mut self, part: &str, position: Position) {
+        let offset = self.text.len();
+        let mut checkpoints = Vec::new();
+        let mut next = CHECKPOINT_BYTES;
+        for (count, (byte, _)) in part.char_indices().enumerate() {
+            if byte >= next {
+                checkpoints.push((offset + byte, count));
+                next = byte + CHECKPOINT_BYTES;
+            }
+        }
         self.map.segments.push(Segment {
-            offset: self.text.len(),
+            offset,
             position,
+            checkpoints,
         });
         self.text.push_str(part);
     }
@@ -360,6 +383,16 @@ mod tests {
         assert_eq!(line.position(0), Position::new(1, 3));
         assert_eq!(line.position(7), Position::new(2, 2));
         assert_eq!((line.start_line, line.end_line), (1, 2));
+    }
+
+    #[test]
+    fn columns_past_checkpoints() {
+        let text = format!("RUN {}x{}", "é".repeat(3000), "a".repeat(5000));
+        let mut reader = LineReader::new(&text);
+        let line = reader.next_logical().unwrap().unwrap();
+        let x = line.text.find('x').unwrap();
+        assert_eq!(line.position(x), Position::new(1, 3005));
+        assert_eq!(line.position(line.text.len()), Position::new(1, 8006));
     }
 
     #[test]

@@ -501,7 +501,7 @@ fn parse_env(rest: &str, escape: char) -> Result<Split, LineProblem> {
                     err.help.as_deref().unwrap_or(""),
                 )
             })?;
-            let value_text = rest[value.start..].to_string();
+            let value_text = strip_comment(&rest[value.start..]).to_string();
             return Ok(Split::plain(vec![name, value_text, "=".to_string()]));
         }
     }
@@ -599,8 +599,51 @@ fn maybe_json(rest: &str) -> Result<Split, LineProblem> {
     match parse_json(rest) {
         Ok(args) => Ok(Split { args, json: true }),
         Err(JsonProblem::NotStrings) => Err(not_strings()),
-        Err(JsonProblem::NotJson) => Ok(Split::plain(vec![rest.to_string()])),
+        Err(JsonProblem::NotJson) => {
+            // The original language allowed a comment after the array.
+            let stripped = strip_comment(rest);
+            match parse_json(stripped) {
+                Ok(args) if stripped.len() < rest.len() => Ok(Split { args, json: true }),
+                _ => Ok(Split::plain(vec![rest.to_string()])),
+            }
+        }
     }
+}
+
+/// Returns `text` without a trailing comment, which the original language
+/// allowed after an instruction: a `#` that starts a word outside quotes, and
+/// everything after it.
+fn strip_comment(text: &str) -> &str {
+    let mut quote = None;
+    let mut escaped = false;
+    let mut after_blank = false;
+    for (index, ch) in text.char_indices() {
+        if escaped {
+            escaped = false;
+            after_blank = false;
+            continue;
+        }
+        match quote {
+            Some(open) => {
+                if ch == '\\' && open == '"' {
+                    escaped = true;
+                } else if ch == open {
+                    quote = None;
+                }
+            }
+            None => {
+                if ch == '\\' {
+                    escaped = true;
+                } else if ch == '"' || ch == '\'' {
+                    quote = Some(ch);
+                } else if ch == '#' && after_blank {
+                    return text[..index].trim_end();
+                }
+            }
+        }
+        after_blank = quote.is_none() && ch.is_whitespace();
+    }
+    text
 }
 
 /// `ADD`, `COPY`, `VOLUME`: a JSON array, or else words split at blanks.
@@ -619,7 +662,7 @@ fn original_quoted_run(split: Split, rest: &str) -> Split {
     if split.json {
         return split;
     }
-    match unquote_whole(rest) {
+    match unquote_whole(strip_comment(rest)) {
         Some(command) => Split::plain(vec![command]),
         None => split,
     }
@@ -635,9 +678,10 @@ fn original_list(split: Split, rest: &str) -> Split {
     if split.json {
         return split;
     }
-    let Some(inner) = rest
+    let text = strip_comment(rest);
+    let Some(inner) = text
         .strip_prefix('[')
-        .and_then(|rest| rest.strip_suffix(']'))
+        .and_then(|text| text.strip_suffix(']'))
     else {
         return split;
     };
@@ -762,6 +806,14 @@ mod tests {
         assert!(!read("[ -d /x ]").1);
         assert!(!read("['echo','x']").1);
         assert!(!read("[ a b, c ]").1);
+    }
+
+    #[test]
+    fn trailing_comment_stripped() {
+        assert_eq!(strip_comment("\"a # b\"  # note"), "\"a # b\"");
+        assert_eq!(strip_comment("x#y 'z # w'"), "x#y 'z # w'");
+        assert_eq!(strip_comment("[\"a\"] # c"), "[\"a\"]");
+        assert_eq!(strip_comment("a \\# b"), "a \\# b");
     }
 
     #[test]

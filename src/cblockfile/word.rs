@@ -561,9 +561,9 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// Matches `text` against `pattern`, where the tokens for which `is_star`
-/// holds match any run of elements and every other token matches one element
-/// for which `matches_one` holds. Takes O(pattern × text) steps: on a
+/// Matches `text` against `pattern`. A token for which `is_star` returns
+/// true matches any run of elements, and any other token matches one element
+/// for which `matches_one` returns true. Takes O(pattern × text) steps: on a
 /// mismatch only the most recent star is retried, which is enough because a
 /// star matches anything.
 pub(crate) fn wildcard_match<P, T>(

@@ -59,6 +59,11 @@ pub struct Args {
     #[argh(switch, short = 'q')]
     pub quiet: bool,
 
+    /// data directory of the image store, for a build run without the
+    /// daemon (default: /var/lib/cblocks)
+    #[argh(option, short = 'd')]
+    pub data_directory: Option<PathBuf>,
+
     /// the build context: the directory whose files ADD and COPY read
     #[argh(positional)]
     pub path: PathBuf,
@@ -158,17 +163,105 @@ impl Args {
 pub fn run(_globals: &Globals, args: Args) -> crate::Result<ExitCode> {
     let file = check(&args)?;
     if !args.no_exec {
-        // TODO: send the context and the parsed file to cblockd once the
-        // builder exists; only the checks above run so far.
-        let _ = file;
-        return Err(crate::Error::NotImplemented(
-            "cblock build without --no-exec",
-        ));
+        // TODO: send the context to cblockd and stream its output instead,
+        // so that a build can be detached from and re-attached to.
+        return build_here(&args, &file);
     }
     if !args.quiet {
         println!("{}", summary(&args, &file)?);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Builds in this process against the store in the data directory.
+fn build_here(args: &Args, file: &Cblockfile) -> crate::Result<ExitCode> {
+    use crate::build::{self, context, runner::RuntimeRunner, Options, Output};
+    use crate::image::{Reference, Store};
+
+    let started = std::time::Instant::now();
+    let data_dir = args
+        .data_directory
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::platform::DEFAULT_DATA_DIR));
+    let store = Store::open_recorded(&data_dir)?;
+    let id = random_id()?;
+
+    let names = match &args.name {
+        Some((name, _)) => vec![Reference::parse(&format!("{name}:{}", args.image_tag()))?],
+        None => Vec::new(),
+    };
+    let options = Options {
+        names,
+        build_args: args.build_arg.iter().cloned().collect(),
+        target: args.target.clone(),
+        network: match args.network {
+            BuildNetwork::Host => build::Network::Host,
+            BuildNetwork::None => build::Network::None,
+        },
+        no_cache: args.no_cache,
+        file_integrity: args.file_integrity,
+        quiet: args.quiet,
+    };
+
+    // The build reads a copy of the context without the ignored files, made
+    // through the same tar stream the daemon will receive.
+    let context_dir = data_dir.join("builds").join(format!("{id}-context"));
+    let result = (|| {
+        std::fs::create_dir_all(&context_dir).map_err(|source| crate::Error::Io {
+            path: context_dir.clone(),
+            source,
+        })?;
+        let patterns = Patterns::load(&args.path)?;
+        if !args.quiet {
+            println!(
+                "-- Preparing the build context from {}",
+                args.path.display()
+            );
+        }
+        context::stage(&args.path, &patterns, &context_dir).map_err(build::Error::from)?;
+
+        let runner = RuntimeRunner {
+            state_root: PathBuf::from(crate::runtime::DEFAULT_ROOT),
+            runtime_exe: None,
+        };
+        let output: Output = std::sync::Mutex::new(Box::new(std::io::stdout()));
+        Ok::<_, crate::Error>(build::build(
+            &store,
+            &runner,
+            file,
+            &context_dir,
+            &options,
+            &id,
+            &output,
+        )?)
+    })();
+    let _ = std::fs::remove_dir_all(&context_dir);
+
+    let built = result?;
+    if args.quiet {
+        println!("{}", built.image.id);
+    } else {
+        println!(
+            "-- Build finished in {:.1} seconds: {} steps run, {} from the cache",
+            started.elapsed().as_secs_f64(),
+            built.executed_steps,
+            built.cached_steps
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Returns 10 random hex digits, the form of build and instance ids.
+fn random_id() -> crate::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 5];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut bytes))
+        .map_err(|source| crate::Error::Io {
+            path: "/dev/urandom".into(),
+            source,
+        })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Describes what a build with `args` would do with `file`.

@@ -24,10 +24,7 @@ impl Store {
         self.driver.cleanup()?;
 
         let layers = self.all_layers()?;
-        let recorded: BTreeSet<String> = layers
-            .iter()
-            .filter_map(|l| digest_hex(&l.chain_id).ok().map(str::to_string))
-            .collect();
+        let recorded: BTreeSet<String> = layers.iter().map(|l| l.driver_id.clone()).collect();
         for id in self.driver.layers()? {
             if !recorded.contains(&id) {
                 self.driver.remove_layer(&id)?;
@@ -98,10 +95,7 @@ impl Store {
             referenced.insert(layer.blob.digest.clone());
             self.check_layer(layer, &driver_layers, &mut problems);
         }
-        let recorded: BTreeSet<String> = layers
-            .iter()
-            .filter_map(|l| digest_hex(&l.chain_id).ok().map(str::to_string))
-            .collect();
+        let recorded: BTreeSet<String> = layers.iter().map(|l| l.driver_id.clone()).collect();
         for id in driver_layers.difference(&recorded) {
             problems.push(format!("driver layer {id} has no layer record"));
         }
@@ -199,13 +193,14 @@ impl Store {
         driver_layers: &BTreeSet<String>,
         problems: &mut Vec<String>,
     ) {
-        let Ok(hex) = digest_hex(&layer.chain_id) else {
+        if digest_hex(&layer.chain_id).is_err() {
             problems.push(format!(
                 "layer record with invalid chain ID {}",
                 layer.chain_id
             ));
             return;
-        };
+        }
+        let driver_id = layer.driver_id.as_str();
         if chain_id(layer.parent.as_deref(), &layer.diff_id) != layer.chain_id {
             problems.push(format!(
                 "layer {}: chain ID does not match parent and diff ID",
@@ -220,7 +215,7 @@ impl Store {
                 ));
             }
         }
-        if !driver_layers.contains(hex) || !self.driver.layer_exists(hex) {
+        if !driver_layers.contains(driver_id) || !self.driver.layer_exists(driver_id) {
             problems.push(format!(
                 "layer {}: the storage driver does not have it",
                 layer.chain_id

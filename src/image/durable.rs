@@ -1,9 +1,9 @@
 //! Durable file updates and the store lock.
 //!
 //! Every file the store keeps is written to `tmp/`, flushed with fsync,
-//! renamed into place, and its directory flushed, so a reader sees either the
-//! old file or the new one and a crash leaves at most a file in `tmp/`, which
-//! the next open removes. `tmp/` sits on the same file system as the rest of
+//! renamed into place, and its directory flushed. A reader therefore sees
+//! either the old file or the new one, and a crash leaves at most a file in
+//! `tmp/`, which the next open removes. `tmp/` sits on the same file system as the rest of
 //! the store, which rename needs.
 
 use std::fs::{self, File, OpenOptions};

@@ -12,13 +12,14 @@
 //! images/HEX.json     image record; HEX is the image ID (config digest)
 //! names.json          `name:tag` -> image ID
 //! uses/HEX/USER       image HEX is in use by container or build USER
+//! holds/HOLDER        chain IDs of layers HOLDER committed and still needs
 //! mounts/ID.json      mount record: the layer and image a mount stacks on
 //! DRIVER/             the storage driver's own files
 //! ```
 //!
 //! Layers are content-addressed by diff ID (the sha256 of the uncompressed
-//! tar stream) and kept by the driver under their chain ID, which also fixes
-//! their parents. Records are written only after what they name is complete,
+//! tar stream) and recorded under their chain ID, which also fixes their
+//! parents; the driver keeps each under an id of its own. Records are written only after what they name is complete,
 //! and removed before it, so a crash at any point leaves only unreferenced
 //! files, which `open` removes. Every operation holds the lock for its whole
 //! run: shared for reads, exclusive for changes.
@@ -102,6 +103,9 @@ pub struct Layer {
     pub diff_id: String,
     /// Chain ID of the parent layer.
     pub parent: Option<String>,
+    /// The storage driver's id of the layer, unrelated to its digests so
+    /// that the driver can unpack it before the diff ID is known.
+    pub driver_id: String,
     /// The stored blob (compressed or not) as it appears in manifests.
     pub blob: Descriptor,
     /// Bytes of regular file content in the layer.
@@ -125,7 +129,7 @@ pub struct Image {
 }
 
 impl Image {
-    /// The first 12 hex digits of the ID, as listings show it.
+    /// Returns the first 12 hex digits of the ID, as listings show it.
     pub fn short_id(&self) -> &str {
         let hex = self.id.strip_prefix("sha256:").unwrap_or(&self.id);
         &hex[..hex.len().min(12)]
@@ -152,7 +156,7 @@ impl<'de> Deserialize<'de> for Reference {
     }
 }
 
-/// What a mount stacks on.
+/// Mount record: the layer and image a mount stacks on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MountRecord {
     /// Chain ID of the top layer, `None` for an empty root.
@@ -161,7 +165,7 @@ pub struct MountRecord {
     pub image: Option<String>,
 }
 
-/// What `remove` did to one image reference.
+/// Outcome of `remove` for one image reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Removed {
     /// Only the name went; the image has other names.
@@ -170,7 +174,7 @@ pub enum Removed {
     Deleted { name: Option<Reference>, id: String },
 }
 
-/// What `prune` removed.
+/// Images, layers and blobs that `prune` removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneReport {
     pub images: Vec<String>,
@@ -242,7 +246,15 @@ impl Store {
     /// are removed.
     pub fn open(data_dir: &Path, driver: DriverKind) -> Result<Store> {
         let dir = data_dir.join("store");
-        for sub in ["tmp", "blobs/sha256", "layers", "images", "uses", "mounts"] {
+        for sub in [
+            "tmp",
+            "blobs/sha256",
+            "layers",
+            "images",
+            "uses",
+            "mounts",
+            "holds",
+        ] {
             let path = dir.join(sub);
             fs::create_dir_all(&path).map_err(io_err(format!("create {}", path.display())))?;
         }
@@ -679,11 +691,15 @@ impl Store {
             .iter()
             .flat_map(|i| i.layers.iter().cloned())
             .collect();
-        for record in self.mount_records()?.into_values() {
-            if let Some(top) = record.top {
-                if let Ok(chain) = self.chain_of(&top) {
-                    keep_layers.extend(chain);
-                }
+        let mut tops: Vec<String> = self
+            .mount_records()?
+            .into_values()
+            .filter_map(|record| record.top)
+            .collect();
+        tops.extend(self.held_layers()?);
+        for top in tops {
+            if let Ok(chain) = self.chain_of(&top) {
+                keep_layers.extend(chain);
             }
         }
 
@@ -706,7 +722,7 @@ impl Store {
             // The record goes first: a layer without a record is a leftover
             // that the next open removes.
             durable::remove_durable(&self.layer_path(&layer.chain_id)?)?;
-            self.driver.remove_layer(digest_hex(&layer.chain_id)?)?;
+            self.driver.remove_layer(&layer.driver_id)?;
             report.bytes_freed += layer.size;
             report.layers.push(layer.chain_id);
         }
@@ -842,8 +858,11 @@ impl Store {
             write_atomic(&self.tmp(), &path, &to_json(&record))?;
             record
         };
-        let top = record.top.as_deref().map(digest_hex).transpose()?;
-        Ok(self.driver.mount(mount_id, top)?)
+        let top = match &record.top {
+            Some(chain_id) => Some(self.layer_unlocked(chain_id)?.driver_id),
+            None => None,
+        };
+        Ok(self.driver.mount(mount_id, top.as_deref())?)
     }
 
     /// Unmounts `mount_id`, keeping its writable layer for a later mount or
@@ -854,12 +873,14 @@ impl Store {
         Ok(self.driver.unmount(mount_id)?)
     }
 
-    /// Unmounts `mount_id` and deletes its writable layer and record.
+    /// Unmounts `mount_id`, deletes its writable layer and record, and drops
+    /// its holds on the layers committed from it.
     pub fn remove_mount(&self, mount_id: &str) -> Result<()> {
         let _lock = self.lock(true)?;
         let path = self.mount_path(mount_id)?;
         self.driver.remove_mount(mount_id)?;
-        durable::remove_durable(&path)
+        durable::remove_durable(&path)?;
+        durable::remove_durable(&self.dir.join("holds").join(mount_id))
     }
 
     /// Returns the record of `mount_id`.

@@ -6,7 +6,7 @@ use super::Error;
 
 /// Tag used when a reference names none.
 pub const DEFAULT_TAG: &str = "latest";
-/// Longest name, and longest tag, in characters.
+/// Maximum length of a name, and of a tag, in characters.
 pub const MAX_PART_LEN: usize = 128;
 
 /// A validated `name:tag`.

@@ -19,7 +19,7 @@ use crate::oci::image_spec::{
 };
 use crate::storage::{self, fdops, fsops, Compression};
 
-/// What `load` added.
+/// Result of `load`: the images added and the names left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadReport {
     /// Image IDs with the names given to them.

@@ -4,7 +4,7 @@
 //! Field names follow image-spec v1.1 (`config.md`, `manifest.md`,
 //! `image-index.md`, `image-layout.md`, `descriptor.md`). Optional fields are
 //! left out of the JSON when unset, so that a configuration written here and
-//! read back by another tool hashes the same as long as nobody edits it. The
+//! read back by another tool hashes the same unless someone edits it. The
 //! docker-archive `manifest.json` written by `docker save` and `podman save`
 //! is here too, because loading reads it.
 

@@ -3,12 +3,17 @@
 //! Every entry is resolved inside the root one component at a time, with
 //! descriptors opened without following symlinks (`openat2` with
 //! `RESOLVE_NO_SYMLINKS` on Linux, `O_NOFOLLOW` elsewhere). An entry is
-//! rejected, with its name in the error, when it is absolute, contains `..`,
-//! would write through a symlink (including one an earlier entry planted),
-//! hard-links to a name outside the root, is a device node where devices are
-//! not allowed, or has a malformed or oversized header. The caller extracts
-//! into a staging directory and renames it into place only on success, so a
-//! failed extraction leaves no half layer.
+//! rejected, with its name in the error, when:
+//!
+//! - its name is absolute or contains `..`;
+//! - it would write through a symlink, including one an earlier entry
+//!   planted;
+//! - it hard-links to a name outside the root;
+//! - it is a device node and devices are not allowed;
+//! - its header is malformed or oversized.
+//!
+//! The caller extracts into a staging directory and renames it into place
+//! only on success, so a failed extraction leaves no half layer.
 //!
 //! GNU long names, long links and PAX headers are read here rather than by
 //! the `tar` crate, so that their size can be bounded before they are read
@@ -38,17 +43,18 @@ pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
 /// Prefix of a whiteout: `.wh.NAME` deletes `NAME` of lower layers.
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 
-/// How whiteout entries are applied.
+/// Handling of whiteout entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Whiteouts {
-    /// The target holds the whole file system: delete what a whiteout names.
+    /// The target contains the whole file system, so a whiteout deletes the
+    /// file it names.
     Apply,
     /// The target is an overlayfs layer: write overlay whiteouts (0/0
     /// character devices) and opaque extended attributes.
     Overlay,
 }
 
-/// What extraction allows.
+/// Extraction settings.
 #[derive(Debug, Clone, Copy)]
 pub struct ExtractOptions {
     pub whiteouts: Whiteouts,

@@ -37,7 +37,7 @@ pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    // SAFETY: `fd` is a fresh descriptor with no other owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -57,7 +57,7 @@ pub fn openat(dir: &OwnedFd, name: &OsStr, flags: libc::c_int, mode: u32) -> io:
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    // SAFETY: `fd` is a fresh descriptor with no other owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 

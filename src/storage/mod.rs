@@ -1,8 +1,7 @@
 //! Layered root file systems behind one driver trait (overlay, btrfs and vfs
 //! on Linux; unionfs and ZFS on FreeBSD), and safe archive extraction.
 //!
-//! A driver keeps layers by id (the store uses OCI chain IDs, so a layer's id
-//! also fixes its parents) and mounts: a fresh writable layer on top of a
+//! A driver keeps layers by id, each on top of a parent layer, and mounts: a fresh writable layer on top of a
 //! layer, mounted as a root file system for a container or a build step. Each
 //! driver lays its files out under its own directory as
 //!
@@ -140,8 +139,9 @@ impl fmt::Display for DriverKind {
 
 /// A storage driver: layers stacked by parent, and writable mounts on them.
 ///
-/// Ids are file names made of `[0-9a-z]` characters; the store passes the hex
-/// of chain IDs for layers and the container or build id for mounts.
+/// Ids are file names made of letters, digits, `-` and `_` (see `check_id`);
+/// the store passes random hex ids for layers and the container or build id
+/// for mounts.
 pub trait Driver: Send + Sync {
     fn kind(&self) -> DriverKind;
 

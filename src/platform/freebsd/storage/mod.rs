@@ -48,7 +48,7 @@ pub fn open_dir_nofollow(dir: &OwnedFd, name: &OsStr) -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: a fresh descriptor nobody else owns.
+    // SAFETY: a fresh descriptor with no other owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -77,6 +77,14 @@ pub fn overlay_is_opaque(_path: &Path) -> io::Result<bool> {
 /// Overlay whiteouts exist only on Linux.
 pub fn is_overlay_whiteout(_meta: &fs::Metadata) -> bool {
     false
+}
+
+/// Flushes file systems to disk. FreeBSD has no per-file-system call, so
+/// this is `sync(2)`, which schedules the writes of all of them.
+pub fn sync_filesystem(_path: &Path) -> io::Result<()> {
+    // SAFETY: sync takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    Ok(())
 }
 
 /// Encodes a device number as FreeBSD's `makedev(3)`.
@@ -111,6 +119,6 @@ pub fn open_in_root(root: &OwnedFd, path: &Path, flags: libc::c_int) -> io::Resu
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: a fresh descriptor nobody else owns.
+    // SAFETY: a fresh descriptor with no other owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

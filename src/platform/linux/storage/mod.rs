@@ -30,6 +30,12 @@ pub fn open_driver(kind: DriverKind, root: &Path) -> Result<Box<dyn Driver>> {
     }
 }
 
+/// Flushes the file system that contains `path` to disk (`syncfs(2)`).
+pub fn sync_filesystem(path: &Path) -> std::io::Result<()> {
+    let dir = std::fs::File::open(path)?;
+    nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)).map_err(std::io::Error::from)
+}
+
 /// Encodes a device number as glibc's and musl's `makedev` do.
 pub fn make_device(major: u32, minor: u32) -> libc::dev_t {
     let (major, minor) = (major as u64, minor as u64);

@@ -38,7 +38,7 @@ fn openat2(dir: &OwnedFd, path: &[u8], flags: libc::c_int, resolve: u64) -> io::
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: a fresh descriptor nobody else owns.
+    // SAFETY: a fresh descriptor with no other owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
 }
 
