@@ -917,7 +917,7 @@ fn add_busybox_image(data: &Path) {
     .unwrap();
     let store = Store::open(data, DriverKind::Overlay).unwrap();
     let layer = store
-        .commit_tar(None, &mut std::io::Cursor::new(layer_tar))
+        .commit_tar(None, &mut std::io::Cursor::new(layer_tar), "daemon-test")
         .unwrap();
     let config = ImageConfig {
         architecture: "amd64".into(),
