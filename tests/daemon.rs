@@ -19,7 +19,11 @@ use cblocks::daemon::protocol::{
     self as proto, Kind, Request, Response, TestProcessRequest, WindowSize,
 };
 
-const BINARY: &str = env!("CARGO_BIN_EXE_cblock");
+/// The cblock binary under test: `$CBLOCK_TEST_BINARY` (such as the static
+/// release build), else the one cargo built for the tests.
+fn binary() -> String {
+    std::env::var("CBLOCK_TEST_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_cblock").into())
+}
 /// Upper bound for anything a test waits for; reaching it fails the test.
 const DEADLINE: Duration = Duration::from_secs(30);
 const NOBODY: u32 = 65534;
@@ -64,7 +68,7 @@ impl Daemon {
     }
 
     fn launch_process(&mut self) {
-        let child = Command::new(BINARY)
+        let child = Command::new(binary())
             .arg("daemon")
             .arg("-d")
             .arg(&self.data)
@@ -127,7 +131,7 @@ impl Daemon {
     }
 
     fn client(&self) -> Command {
-        let mut command = Command::new(BINARY);
+        let mut command = Command::new(binary());
         command.arg("-U").arg(&self.socket);
         command
     }
@@ -221,7 +225,7 @@ impl Drop for Daemon {
         let runtime_root = self.data.join("runtime");
         if let Ok(entries) = fs::read_dir(&runtime_root) {
             for entry in entries.flatten() {
-                let _ = Command::new(BINARY)
+                let _ = Command::new(binary())
                     .arg("runtime")
                     .arg("--root")
                     .arg(&runtime_root)
@@ -1016,7 +1020,11 @@ fn launch_container_end_to_end() {
         "echo up as $(id -u); while read l; do echo \"got:$l\"; stty size; done",
     ]);
     assert!(launched.status.success(), "{}", text(&launched.stderr));
-    let id = daemon.list(false)[0].id.clone();
+    let listed = daemon.list(false);
+    let id = listed[0].id.clone();
+    assert_eq!(listed[0].image, "busybox:latest");
+    let tty = listed[0].tty.clone().unwrap_or_default();
+    assert!(tty.starts_with("/dev/pts/"), "{tty}");
     let mut console = PtyClient::start(&daemon, &["console", "-n", "web"], 33, 101);
     console.expect("up as 405");
     console.write(b"one\r");
@@ -1048,15 +1056,16 @@ fn launch_container_end_to_end() {
     let output = daemon.run(&["instances", "--prune"]);
     assert!(
         text(&output.stdout).contains(&id),
-        "{}",
-        text(&output.stdout)
+        "{}\n{}",
+        text(&output.stdout),
+        daemon.log_text()
     );
     assert!(!daemon.instance_dir(&id).exists());
 }
 
 #[test]
 fn client_without_daemon_names_socket() {
-    let output = Command::new(BINARY)
+    let output = Command::new(binary())
         .args(["-U", "/nonexistent/cblock.sock", "instances"])
         .output()
         .unwrap();
@@ -1065,7 +1074,7 @@ fn client_without_daemon_names_socket() {
     assert!(err.contains("/nonexistent/cblock.sock"), "{err}");
     assert!(err.contains("CBLOCK_SOCKET"), "{err}");
 
-    let help = Command::new(BINARY)
+    let help = Command::new(binary())
         .env("CBLOCK_SOCKET", "/nonexistent/cblock.sock")
         .args(["launch", "--help"])
         .output()
@@ -1252,7 +1261,7 @@ impl Drop for TracefsGuard {
 #[test]
 fn usdt_probes_listed_and_fired() {
     let listing = Command::new("bpftrace")
-        .args(["-l", &format!("usdt:{BINARY}:*")])
+        .args(["-l", &format!("usdt:{}:*", binary())])
         .output()
         .expect("bpftrace is needed for this test; install it (apt-get install bpftrace)");
     let probes = text(&listing.stdout);
@@ -1274,7 +1283,8 @@ fn usdt_probes_listed_and_fired() {
     let daemon = Daemon::start();
     let pid = daemon.process.as_ref().unwrap().id().to_string();
     let script = format!(
-        "usdt:{BINARY}:cblockd:cblock_destroy {{ printf(\"destroy %s %d\\n\", str(arg0), arg1); }}"
+        "usdt:{}:cblockd:cblock_destroy {{ printf(\"destroy %s %d\\n\", str(arg0), arg1); }}",
+        binary()
     );
     let out_path = daemon.dir.join("bpftrace.out");
     let mut tracer = Command::new("bpftrace")

@@ -140,11 +140,12 @@ impl Payload for OciContainer {
             return Err(runtime_error("start the container")(err));
         }
         let pid = container.pid().unwrap_or(0);
+        let master_fd = master.as_raw_fd();
 
         Ok(Started {
             master,
             pid,
-            tty: format!("container {}", self.container_id),
+            tty: crate::platform::pty::slave_name(master_fd).unwrap_or_else(|_| "-".to_string()),
             wait: Box::new(move || {
                 let code = container.wait().unwrap_or(255);
                 if let Err(err) = container.delete(true) {

@@ -96,6 +96,8 @@ struct Shared {
     changed: Condvar,
     last_input: AtomicU8,
     next_client: AtomicU64,
+    /// The pipe to report readiness to cblockd on, until reported.
+    ready: Mutex<Option<File>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -135,9 +137,7 @@ pub fn supervisor_main(args: &[String]) -> crate::Result<ExitCode> {
     let dir = PathBuf::from(dir);
     match setup(&dir) {
         Ok((shared, listener)) => {
-            if let Some(mut file) = ready.take() {
-                drop(file.write_all(b"ok\n"));
-            }
+            *lock(&shared.ready) = ready.take();
             serve(shared, listener);
             Ok(ExitCode::SUCCESS)
         }
@@ -224,6 +224,7 @@ fn setup(dir: &Path) -> crate::Result<(Arc<Shared>, UnixListener)> {
         changed: Condvar::new(),
         last_input: AtomicU8::new(b'\n'),
         next_client: AtomicU64::new(1),
+        ready: Mutex::new(None),
     });
     write_state(&shared, None, None, "")
         .map_err(|err| Error::io(format!("write {}/{STATE_FILE}", dir.display()), err))?;
@@ -250,9 +251,15 @@ fn id(shared: &Shared) -> Option<&str> {
     Some(&shared.config.id)
 }
 
+/// Starts the payload if the configuration says so, reports readiness and
+/// accepts connections. A payload started here has its pid and terminal
+/// recorded before cblockd hears that the instance is ready.
 fn serve(shared: Arc<Shared>, listener: UnixListener) {
     if shared.config.start {
         start(&shared);
+    }
+    if let Some(mut file) = lock(&shared.ready).take() {
+        drop(file.write_all(b"ok\n"));
     }
 
     for conn in listener.incoming() {
@@ -360,6 +367,9 @@ fn start(shared: &Arc<Shared>) {
             drop(phase);
             let message = format!("cblock: failed to start the payload: {err}\r\n");
             log_error!(id(shared), "failed to start the payload: {err}");
+            if let Some(mut file) = lock(&shared.ready).take() {
+                drop(writeln!(file, "error: failed to start the payload: {err}"));
+            }
             emit(shared, message.as_bytes());
             finish(shared, 127);
             return;

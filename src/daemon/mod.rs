@@ -121,6 +121,8 @@ pub struct Daemon {
     pub test_processes: bool,
     /// Instances that have a `watch-ID` thread.
     pub watched: Mutex<HashSet<String>>,
+    /// Signalled when a watch thread has finished its cleanup.
+    pub watch_done: std::sync::Condvar,
 }
 
 /// Runs the daemon role (`cblockd`, `cblock daemon`).
@@ -209,6 +211,7 @@ pub fn main(args: &[String]) -> crate::Result<ExitCode> {
         sock_owner_gid,
         test_processes: args.enable_test_processes,
         watched: Mutex::new(HashSet::new()),
+        watch_done: std::sync::Condvar::new(),
     });
     log_info!(
         None,

@@ -28,6 +28,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const WATCH_STACK: usize = 64 * 1024;
 /// The signal `instances --stop` sends when the instance names none.
 const DEFAULT_STOP_SIGNAL: i32 = libc::SIGTERM;
+/// How long a stop or prune waits for the cleanup after an exit.
+const CLEANUP_WAIT: Duration = Duration::from_secs(30);
 
 fn watched(daemon: &Daemon) -> MutexGuard<'_, std::collections::HashSet<String>> {
     daemon.watched.lock().unwrap_or_else(|e| e.into_inner())
@@ -189,11 +191,11 @@ fn dispatch(daemon: &Arc<Daemon>, conn: &mut UnixStream, request: Request) -> Re
         } => {
             let instance = daemon.store.resolve(&id)?;
             let signal = signal.unwrap_or(instance.config.stop_signal);
-            stop(conn, &instance, signal, timeout_secs)
+            stop(daemon, conn, &instance, signal, timeout_secs)
         }
         Request::Kill { id } => {
             let instance = daemon.store.resolve(&id)?;
-            stop(conn, &instance, libc::SIGKILL, 0)
+            stop(daemon, conn, &instance, libc::SIGKILL, 0)
         }
         Request::Prune => {
             let ids = prune(daemon)?;
@@ -411,6 +413,7 @@ fn io_context(context: &'static str) -> impl FnOnce(io::Error) -> Error {
 }
 
 fn stop(
+    daemon: &Daemon,
     conn: &mut UnixStream,
     instance: &Instance,
     signal: i32,
@@ -439,24 +442,58 @@ fn stop(
         },
     )?;
     match supervisor_response(instance, &mut supervisor)? {
-        SupervisorResponse::Stopped { status } => respond(
-            conn,
-            &Response::Stopped {
-                id: id.clone(),
-                status,
-            },
-        ),
+        SupervisorResponse::Stopped { status } => {
+            // Answer once the root file system is released, so that the
+            // caller may remove or prune the instance right away.
+            if !wait_cleanup(daemon, id) {
+                log_warn!(Some(id), "stopped, but its cleanup is still running");
+            }
+            respond(
+                conn,
+                &Response::Stopped {
+                    id: id.clone(),
+                    status,
+                },
+            )
+        }
         other => Err(Error::Supervisor(format!(
             "instance {id}: unexpected supervisor response {other:?}"
         ))),
     }
 }
 
-/// Removes every instance that has exited or lost its supervisor.
+/// Waits up to `CLEANUP_WAIT` for the cleanup after the exit of `id` to
+/// finish; returns whether it did.
+fn wait_cleanup(daemon: &Daemon, id: &str) -> bool {
+    let deadline = std::time::Instant::now() + CLEANUP_WAIT;
+    let mut set = watched(daemon);
+    while set.contains(id) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        set = daemon
+            .watch_done
+            .wait_timeout(set, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    true
+}
+
+/// Removes every instance that has exited or lost its supervisor, once
+/// the cleanup after its exit has finished.
 fn prune(daemon: &Daemon) -> Result<Vec<String>, Error> {
     let mut removed = Vec::new();
     for instance in daemon.store.all()? {
         if matches!(instance.state_name(), "running" | "created") {
+            continue;
+        }
+        if !wait_cleanup(daemon, &instance.config.id) {
+            log_warn!(
+                Some(&instance.config.id),
+                "not pruned: its cleanup is still running"
+            );
             continue;
         }
         let id = instance.config.id.clone();
@@ -552,6 +589,7 @@ fn watch(daemon: &Arc<Daemon>, instance: Instance) {
                 ),
             }
             watched(&thread_daemon).remove(&id);
+            thread_daemon.watch_done.notify_all();
         });
     if let Err(err) = spawned {
         log_error!(Some(&id), "failed to start the watch thread: {err}");

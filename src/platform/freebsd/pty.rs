@@ -77,3 +77,16 @@ pub fn make_controlling_terminal(fd: RawFd) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Returns the slave's path of the PTY master `fd` (`/dev/pts/N`).
+pub fn slave_name(fd: RawFd) -> io::Result<String> {
+    let mut buf = [0 as libc::c_char; 64];
+    // SAFETY: ptsname_r writes at most `buf.len()` bytes into `buf`.
+    let rc = unsafe { libc::ptsname_r(fd, buf.as_mut_ptr(), buf.len()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated string.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Ok(name.to_string_lossy().into_owned())
+}
