@@ -174,4 +174,5 @@ if [ -n "$cblock" ]; then
         "$out/build.json"
 fi
 echo
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "results: $out/build.json, $out/build.md"

@@ -226,4 +226,5 @@ if [ -n "$cblock" ]; then
     stop_cblocks_instances
 fi
 echo
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "results: $out/launch.json, $out/launch.md, $out/launch-memory.txt"

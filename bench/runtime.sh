@@ -21,7 +21,9 @@
 # exits, so every timed run creates and deletes a container under the same
 # id. On a hybrid cgroup layout whose cgroup2 mount holds hugetlb, hugetlb is
 # mounted as a v1 hierarchy for the whole run, because crun 1.8 rejects that
-# layout otherwise, and removed again on exit.
+# layout otherwise, and removed again on exit. When cgroup2 uses hugetlb and
+# the kernel refuses that mount, the script runs in a private mount
+# namespace without the cgroup2 mount instead.
 set -eu
 
 prog=bench/runtime
@@ -41,11 +43,17 @@ require_command crun crun
 require_command runc runc
 require_command jq jq
 
+prepare_cgroup_layout "$here/runtime.sh" "$@"
+trap hugetlb_v1_release EXIT
+
 runs=${RUNS:-200}
 warmup=${WARMUP:-10}
 out=${BENCH_OUT:-/var/tmp/cblocks-bench}
 mkdir -p "$out"
-describe_machine | tee "$out/runtime-machine.txt"
+{
+    describe_machine
+    echo "cgroups: $(describe_cgroup_layout)"
+} | tee "$out/runtime-machine.txt"
 
 work=$(mktemp -d /var/tmp/cblocks-bench-runtime.XXXXXX)
 chmod 755 "$work"
@@ -69,7 +77,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 make_busybox_bundle "$bundle" /bin/true
-hugetlb_v1_mount || true
 
 add_runtime() {
     local name=$1 path=$2
@@ -180,4 +187,5 @@ for name in "${names[@]}"; do
     printf '  %s: %s KiB\n' "$name" "$limit" | tee -a "$out/runtime-memory.txt"
 done
 echo
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "results: $out/runtime.json, $out/runtime.md, $out/runtime-memory.txt"

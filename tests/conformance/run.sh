@@ -24,8 +24,10 @@
 #   TESTS              test names to run, separated by spaces (default: all)
 #   HUGETLB_V1         auto (default): on a hybrid cgroup layout whose cgroup2
 #                      mount holds hugetlb, mount hugetlb as a v1 hierarchy
-#                      for the run, as crun 1.8 needs, and remove it after;
-#                      no: keep the layout as it is
+#                      for the run, as crun 1.8 needs, and remove it after.
+#                      When cgroup2 uses hugetlb and the kernel refuses that
+#                      mount, run in a private mount namespace without the
+#                      cgroup2 mount instead. no: keep the layout as it is
 #
 # The tests unpack runtime-tools' busybox root file system into bundles
 # under a temporary directory and need no network. Every container, mount
@@ -97,6 +99,9 @@ build_tests() {
     mv "$partial" "$build_dir"
 }
 
+[ "${HUGETLB_V1:-auto}" = no ] || prepare_cgroup_layout "$here/run.sh" "$@"
+trap hugetlb_v1_release EXIT
+
 build_dir="$cache_root/$(source_digest)"
 [ -x "$build_dir/runtimetest" ] || build_tests "$build_dir"
 
@@ -158,7 +163,6 @@ cgroups_before=$(list_test_cgroups)
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-[ "${HUGETLB_V1:-auto}" = no ] || hugetlb_v1_mount || true
 
 if [ -n "${TESTS:-}" ]; then
     tests=$TESTS
@@ -246,7 +250,7 @@ mkdir -p "$logs"
     echo "# OCI runtime-tools validation of $runtime"
     echo "# runtime version: $("$runtime" --version 2>&1 | head -n 1)"
     echo "# runtime-tools: $(cat "$build_dir/REVISION") (built in $build_dir)"
-    echo "# kernel: $(uname -r); hugetlb cgroup hierarchy id: $(hugetlb_hierarchy_id) (0 is cgroup2)"
+    echo "# kernel: $(uname -r); cgroups: $(describe_cgroup_layout)"
     echo "# date: $(date -u '+%Y-%m-%d %H:%M UTC'); timeout per test: ${test_timeout}s"
     echo "# test status ok not_ok skipped planned"
 } > "$output"
