@@ -222,7 +222,11 @@ if [ -n "$cblock" ]; then
     done
     sleep 1
     read -r count rss pss <<< "$(mean_memory $(cblocks_supervisor_pids))"
-    report "cblocks supervisor per container ($count found): mean VmRSS $rss, mean Pss $pss"
+    if [ "$count" = 0 ]; then
+        note "no supervisor found: no process other than cblockd runs $cblock_real"
+    else
+        report "cblocks supervisor per container ($count found): mean VmRSS $rss, mean Pss $pss"
+    fi
     stop_cblocks_instances
 fi
 echo

@@ -80,7 +80,7 @@ make_busybox_bundle() {
 }
 
 # hugetlb as a cgroup v1 hierarchy. On a hybrid layout whose cgroup2 mount
-# holds only hugetlb, crun 1.8 (Debian 12) rejects every container with
+# contains only hugetlb, crun 1.8 (Debian 12) rejects every container with
 # "cgroups in hybrid mode not supported, drop all controllers from
 # cgroupv2". Mounting hugetlb as a v1 hierarchy takes it out of cgroup2, and
 # unmounting gives it back.
@@ -116,7 +116,7 @@ hugetlb_v1_mount() {
 }
 
 # Prepares a cgroup layout that crun 1.8 accepts, for the script SCRIPT
-# called with ARGS. On a hybrid layout whose cgroup2 mount holds hugetlb it
+# called with ARGS. On a hybrid layout whose cgroup2 mount contains hugetlb it
 # mounts hugetlb as a v1 hierarchy. When the kernel refuses that mount, it
 # runs the script again in a private mount namespace without the cgroup2
 # mount, where runtimes see a pure cgroup v1 layout without hugetlb. Nothing
@@ -137,7 +137,7 @@ prepare_cgroup_layout() {
     exec unshare --mount --propagation private env CBLOCKS_CGROUP2_HIDDEN=1 bash "$script" "$@"
 }
 
-# Describes the cgroup layout for the records: which hierarchy holds hugetlb.
+# Describes the cgroup layout for the records: which hierarchy contains hugetlb.
 describe_cgroup_layout() {
     if [ -n "${CBLOCKS_CGROUP2_HIDDEN:-}" ]; then
         echo "cgroup v1 only (cgroup2 hidden in a private mount namespace, no hugetlb)"

@@ -19,7 +19,7 @@
 # Each runtime keeps its state under its own --root in a temporary
 # directory. `run` without --detach deletes the container when /bin/true
 # exits, so every timed run creates and deletes a container under the same
-# id. On a hybrid cgroup layout whose cgroup2 mount holds hugetlb, hugetlb is
+# id. On a hybrid cgroup layout whose cgroup2 mount contains hugetlb, hugetlb is
 # mounted as a v1 hierarchy for the whole run, because crun 1.8 rejects that
 # layout otherwise, and removed again on exit. When cgroup2 uses hugetlb and
 # the kernel refuses that mount, the script runs in a private mount
@@ -119,7 +119,7 @@ names=()
 for name in cblock-runtime crun runc; do
     [ -n "${runtime_cmd[$name]:-}" ] && names+=("$name")
 done
-[ "${#names[@]}" -gt 0 ] || die "no runtime ran the busybox bundle"
+[ "${#names[@]}" -gt 0 ] || die "no runtime ran the busybox bundle: see the reasons above"
 reference=crun
 [ -n "${runtime_cmd[crun]:-}" ] || reference=runc
 [ -n "${runtime_cmd[$reference]:-}" ] || reference=${names[0]}
