@@ -164,7 +164,6 @@ cgroups_before=$(list_test_cgroups)
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-
 if [ -n "${TESTS:-}" ]; then
     tests=$TESTS
 else
