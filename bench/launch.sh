@@ -89,8 +89,8 @@ tar -C "$work/rootfs" -cf "$work/busybox-rootfs.tar" .
 # Prints the pids of the per-container supervisors of the private daemon.
 # NOTE: this relies on each supervisor having its instance directory under
 # the daemon's data directory on its command line, as `cblock _supervisor`
-# does now; a match on the data directory never reaches another daemon's
-# containers.
+# does now. Because the data directory is private to this run, the match
+# never reaches another daemon's containers.
 cblocks_supervisor_pids() {
     local pid
     for pid in $(ls /proc | grep -E '^[0-9]+$'); do

@@ -126,7 +126,7 @@ prepare_cgroup_layout() {
     shift
     if [ -n "${CBLOCKS_CGROUP2_HIDDEN:-}" ]; then
         umount /sys/fs/cgroup/unified ||
-            die "unmounting /sys/fs/cgroup/unified in the private mount namespace failed"
+            die "unmounting /sys/fs/cgroup/unified in the private mount namespace failed: run with the layout as it is (HUGETLB_V1=no for the conformance run)"
         note "running in a private mount namespace without the cgroup2 mount: a pure cgroup v1 layout without hugetlb"
         return 0
     fi
