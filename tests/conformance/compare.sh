@@ -27,7 +27,6 @@ esac
 
 runc=$(command -v runc) || { echo "compare: runc not found: install it with 'apt-get install runc'" >&2; exit 1; }
 crun=$(command -v crun) || { echo "compare: crun not found: install it with 'apt-get install crun'" >&2; exit 1; }
-mkdir -p "$out"
 
 "$here/run.sh" "$runc" "$out/conformance-runc.txt"
 "$here/run.sh" "$crun" "$out/conformance-crun.txt"
