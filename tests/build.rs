@@ -649,7 +649,8 @@ mod run_steps {
         tar.append_data(&mut h, "bin/busybox", busybox.as_slice())
             .unwrap();
         for applet in [
-            "sh", "echo", "cat", "ls", "mkdir", "id", "pwd", "env", "touch", "sleep",
+            "sh", "echo", "cat", "ls", "mkdir", "id", "pwd", "env", "touch", "sleep", "nc",
+            "timeout", "mkfifo", "test",
         ] {
             let mut h = header(tar::EntryType::Symlink, 0o777, 0);
             tar.append_link(&mut h, format!("bin/{applet}"), "busybox")
@@ -967,10 +968,12 @@ RUN id -u > /tmp/builder-uid; id -g >> /tmp/builder-uid
         // With host networking the two stages meet on a loopback port: the
         // first listens, the second connects. Built one after the other,
         // the listener would wait for nobody and time out. The `test` keeps
-        // the shell as the container's PID 1, so that timeout can kill nc.
+        // the shell as the container's PID 1, so that timeout can kill nc;
+        // the FIFO gives nc an input that never ends, because busybox nc
+        // stops when its input does.
         let text = format!(
             "FROM busybox AS listener
-RUN timeout 30 nc -l -p {port} > /tmp/received; test -s /tmp/received
+RUN mkfifo /tmp/idle; timeout 30 nc -l -p {port} <>/tmp/idle > /tmp/received; test -s /tmp/received
 FROM busybox AS sender
 RUN i=0; until echo hello | nc 127.0.0.1 {port}; do i=$((i+1)); [ $i -lt 150 ] || exit 1; sleep 0.2; done; echo sent > /tmp/sent
 FROM busybox
