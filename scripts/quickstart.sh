@@ -66,7 +66,7 @@ step "Starting cblockd (data in $data, socket $socket)"
 if [ -S "$socket" ] && "$cblock" instances >/dev/null 2>&1; then
     echo "cblockd is already running"
 else
-    "$prefix/sbin/cblockd" -d "$data" -U "$socket" -b
+    "$prefix/sbin/cblockd" -d "$data" -U "$socket" -b -l /var/log/cblockd.log
     echo "waiting for $socket"
     tries=0
     until "$cblock" instances >/dev/null 2>&1; do
@@ -77,19 +77,19 @@ else
     pgrep -n -x cblockd > "$pidfile" || true
 fi
 
-step "Creating the forge image (cblock forge)"
-"$cblock" forge
+step "Creating the forge image from this host's tools (cblock forge)"
+"$cblock" forge -d "$data"
 
 step "Making the Debian root file system archive (once per machine; a few minutes the first time)"
 "$here/examples/base/mkrootfs.sh"
 
 step "Building base"
-"$cblock" build -n base "$here/examples/base"
+(cd "$here/examples/base" && "$cblock" build -n base .)
 step "Building builder (apt-get installs gcc: a minute or two)"
-"$cblock" build -n builder "$here/examples/builder"
+(cd "$here/examples/builder" && "$cblock" build -n builder .)
 step "Building web (two stages, COPY --FROM)"
-"$cblock" build -n web "$here/examples/web"
-"$cblock" images
+(cd "$here/examples/web" && "$cblock" build -n web .)
+"$cblock" images -d "$data"
 
 step "Launching web detached, with host networking"
 "$cblock" launch --name web --host-networking --no-attach
