@@ -623,7 +623,7 @@ mod run_steps {
 
     /// Writes a tar archive of a busybox root file system: /bin/busybox,
     /// a link per applet, and /etc with root and one user.
-    fn busybox_rootfs_tar(path: &Path) {
+    pub(super) fn write_busybox_tar(path: &Path) {
         let mut tar = tar::Builder::new(Vec::new());
         let header = |kind, mode, size| {
             let mut header = tar::Header::new_gnu();
@@ -681,7 +681,7 @@ mod run_steps {
         fn new(label: &str) -> Setup {
             let dir = TempDir::new(label);
             fs::create_dir_all(dir.0.join("context")).unwrap();
-            busybox_rootfs_tar(&dir.0.join("context/busybox.tar"));
+            write_busybox_tar(&dir.0.join("context/busybox.tar"));
             let store = Store::open(&dir.0.join("data"), DriverKind::Overlay).unwrap();
             let runner = RuntimeRunner {
                 state_root: dir.0.join("runtime"),
@@ -984,5 +984,261 @@ COPY --from=sender /tmp/sent /sent
         let (result, output) = setup.build(&text, "joined", Options::default());
         result.unwrap_or_else(|err| panic!("build failed: {err}\n{output}"));
         assert_eq!(setup.read("joined", "received").as_deref(), Some("hello\n"));
+    }
+}
+
+// ---- builds through cblockd ----------------------------------------------
+
+mod daemon_builds {
+    use std::fs;
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Output, Stdio};
+    use std::time::{Duration, Instant};
+
+    use cblocks::daemon::protocol::{self as proto, BuildRequest, Kind, Request};
+
+    const CBLOCK: &str = env!("CARGO_BIN_EXE_cblock");
+
+    /// A daemon on its own socket and data directory, holding a `busybox`
+    /// image; stopped and removed on drop.
+    struct Daemon {
+        dir: PathBuf,
+        child: Child,
+    }
+
+    impl Daemon {
+        fn start(label: &str) -> Daemon {
+            let dir =
+                std::env::temp_dir().join(format!("cblocks-dbuild-{label}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(dir.join("base")).unwrap();
+            let child = Command::new(CBLOCK)
+                .args(["daemon", "-d"])
+                .arg(dir.join("data"))
+                .arg("-U")
+                .arg(dir.join("sock"))
+                .arg("-l")
+                .arg(dir.join("cblockd.log"))
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap();
+            let daemon = Daemon { dir, child };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while UnixStream::connect(daemon.socket()).is_err() {
+                assert!(Instant::now() < deadline, "cblockd did not start");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+
+            // The base image, built in-process into the daemon's store.
+            let base = daemon.dir.join("base");
+            super::run_steps::write_busybox_tar(&base.join("busybox.tar"));
+            fs::write(base.join("Cblockfile"), "FROM scratch\nADD busybox.tar /\n").unwrap();
+            let data = daemon.dir.join("data");
+            let built = daemon.cblock(
+                &base,
+                &["build", "-d", data.to_str().unwrap(), "-n", "busybox", "."],
+            );
+            assert!(
+                built.status.success(),
+                "{}",
+                String::from_utf8_lossy(&built.stderr)
+            );
+            daemon
+        }
+
+        fn socket(&self) -> PathBuf {
+            self.dir.join("sock")
+        }
+
+        /// A build context holding `text` as its Cblockfile.
+        fn context(&self, name: &str, text: &str) -> PathBuf {
+            let context = self.dir.join(name);
+            fs::create_dir_all(&context).unwrap();
+            fs::write(context.join("Cblockfile"), text).unwrap();
+            context
+        }
+
+        fn cblock(&self, cwd: &Path, args: &[&str]) -> Output {
+            Command::new(CBLOCK)
+                .current_dir(cwd)
+                .env("CBLOCK_SOCKET", self.socket())
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        }
+    }
+
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let prefix = self.dir.display().to_string();
+            let mut mounts: Vec<String> = fs::read_to_string("/proc/self/mounts")
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|line| line.split(' ').nth(1))
+                .filter(|target| target.starts_with(&prefix))
+                .map(str::to_string)
+                .collect();
+            mounts.sort_by_key(|target| std::cmp::Reverse(target.len()));
+            for target in mounts {
+                let _ = nix::mount::umount2(target.as_str(), nix::mount::MntFlags::MNT_DETACH);
+            }
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn text(output: &Output) -> String {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+
+    #[test]
+    fn daemon_build_streams_and_fails() {
+        let daemon = Daemon::start("stream");
+        let good = daemon.context(
+            "good",
+            "FROM busybox\nRUN echo output-of-run; echo x > /x\n",
+        );
+        let built = daemon.cblock(&good, &["build", "-n", "good", "."]);
+        let output = text(&built);
+        assert!(built.status.success(), "{output}");
+        assert!(
+            output.contains("-- Step 2/2 : RUN echo output-of-run"),
+            "{output}"
+        );
+        assert!(output.contains("output-of-run"), "{output}");
+        assert!(output.contains("-- Tagged good:latest"), "{output}");
+
+        let bad = daemon.context("bad", "FROM busybox\nRUN exit 4\n");
+        let failed = daemon.cblock(&bad, &["build", "-n", "bad", "."]);
+        let output = text(&failed);
+        assert_eq!(failed.status.code(), Some(1), "{output}");
+        assert!(output.contains("Cblockfile:2"), "{output}");
+        assert!(output.contains("status 4"), "{output}");
+        let builds: Vec<_> = fs::read_dir(daemon.dir.join("data/builds"))
+            .map(|dir| dir.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(builds.is_empty(), "build leftovers: {builds:?}");
+    }
+
+    #[test]
+    fn daemon_build_detach_and_reattach() {
+        let daemon = Daemon::start("detach");
+        let context = daemon.context(
+            "slow",
+            "FROM busybox\nRUN echo before-sleep; sleep 3; echo after-sleep\n",
+        );
+
+        // The client on a terminal, so that Ctrl+Q is read as a key.
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let slave = fs::File::from(pty.slave);
+        let mut client = Command::new(CBLOCK)
+            .current_dir(&context)
+            .env("CBLOCK_SOCKET", daemon.socket())
+            .args(["build", "-n", "slow", "."])
+            .stdin(slave.try_clone().unwrap())
+            .stdout(slave.try_clone().unwrap())
+            .stderr(slave)
+            .spawn()
+            .unwrap();
+        let mut master = fs::File::from(pty.master);
+        let flags = nix::fcntl::fcntl(master.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
+        nix::fcntl::fcntl(
+            master.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(
+                nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK,
+            ),
+        )
+        .unwrap();
+        let mut seen = String::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut buffer = [0u8; 4096];
+        while !seen.contains("before-sleep") && Instant::now() < deadline {
+            match master.read(&mut buffer) {
+                Ok(n) if n > 0 => seen.push_str(&String::from_utf8_lossy(&buffer[..n])),
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        assert!(seen.contains("before-sleep"), "{seen}");
+        master.write_all(&[0x11]).unwrap();
+        let status = client.wait().unwrap();
+        assert!(
+            status.success(),
+            "detaching ends the client with 0: {status}"
+        );
+
+        let id = seen
+            .split("-- Build ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the client names the build")
+            .to_string();
+        let console = daemon.cblock(&context, &["console", "--name", &id]);
+        let output = text(&console);
+        assert!(console.status.success(), "{output}");
+        assert!(
+            output.contains("before-sleep"),
+            "the scrollback is replayed: {output}"
+        );
+        assert!(output.contains("after-sleep"), "{output}");
+        assert!(output.contains("-- Tagged slow:latest"), "{output}");
+    }
+
+    #[test]
+    fn daemon_rejects_hostile_context() {
+        let daemon = Daemon::start("hostile");
+        let outside = daemon.dir.join("escaped");
+        let mut tar = Vec::new();
+        {
+            let mut builder = tar::Builder::new(&mut tar);
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(4);
+            header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(0);
+            // tar::Builder refuses `..`, so the name goes in raw.
+            let name = b"../../escaped";
+            header.as_old_mut().name[..name.len()].copy_from_slice(name);
+            header.set_cksum();
+            builder.append(&header, &b"evil"[..]).unwrap();
+            builder.finish().unwrap();
+        }
+
+        let mut stream = UnixStream::connect(daemon.socket()).unwrap();
+        let request = Request::Build(Box::new(BuildRequest {
+            file_name: "Cblockfile".into(),
+            file_text: "FROM busybox\n".into(),
+            names: vec!["hostile:latest".into()],
+            network: "host".into(),
+            ..Default::default()
+        }));
+        proto::write_json(&mut stream, Kind::Request, &request).unwrap();
+        for chunk in tar.chunks(proto::MAX_CHUNK) {
+            let _ = proto::write_frame(&mut stream, Kind::Data, chunk);
+        }
+        let _ = proto::write_frame(&mut stream, Kind::Eof, &[]);
+        let response = proto::read_json::<_, proto::Response>(&mut stream, Kind::Response);
+        let message = format!("{response:?}");
+        assert!(
+            message.contains("escaped"),
+            "the error names the entry: {message}"
+        );
+        assert!(!outside.exists(), "the context wrote outside its directory");
+        let listed = daemon.cblock(&daemon.dir, &["instances", "-a", "-q"]);
+        assert_eq!(
+            String::from_utf8_lossy(&listed.stdout).trim(),
+            "",
+            "an instance was left"
+        );
     }
 }

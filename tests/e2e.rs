@@ -45,7 +45,10 @@ impl Daemon {
         let daemon = Daemon { dir, child };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !daemon.socket().exists() {
-            assert!(Instant::now() < deadline, "cblockd did not create its socket");
+            assert!(
+                Instant::now() < deadline,
+                "cblockd did not create its socket"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         daemon
@@ -122,7 +125,9 @@ fn fetch_web() -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(mut stream) = TcpStream::connect(WEB_ADDRESS) {
-            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
             stream
                 .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
                 .unwrap();
@@ -131,7 +136,10 @@ fn fetch_web() -> String {
                 return reply;
             }
         }
-        assert!(Instant::now() < deadline, "web did not answer on {WEB_ADDRESS}");
+        assert!(
+            Instant::now() < deadline,
+            "web did not answer on {WEB_ADDRESS}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -170,7 +178,10 @@ fn console_until(daemon: &Daemon, id: &str, expected: &str) -> String {
     }
     master.write_all(&[0x11]).unwrap();
     let status = child.wait().unwrap();
-    assert!(status.success(), "console exited with {status} after Ctrl+Q");
+    assert!(
+        status.success(),
+        "console exited with {status} after Ctrl+Q"
+    );
     seen
 }
 
@@ -202,15 +213,37 @@ fn main_job_end_to_end() {
     let images = daemon.ok(root, &["images", "-d", data]);
     for name in ["forge", "base", "builder", "web"] {
         assert!(
-            images.lines().any(|line| line.starts_with(&format!("{name} "))),
+            images
+                .lines()
+                .any(|line| line.starts_with(&format!("{name} "))),
             "{name} missing from:\n{images}"
         );
     }
 
-    let gcc = daemon.ok(root, &["launch", "--rm", "--name", "builder", "--", "gcc", "--version"]);
+    let gcc = daemon.ok(
+        root,
+        &[
+            "launch",
+            "--rm",
+            "--name",
+            "builder",
+            "--",
+            "gcc",
+            "--version",
+        ],
+    );
     assert!(gcc.contains("gcc (Debian"), "builder has no gcc:\n{gcc}");
 
-    let launched = daemon.ok(root, &["launch", "--name", "web", "--host-networking", "--no-attach"]);
+    let launched = daemon.ok(
+        root,
+        &[
+            "launch",
+            "--name",
+            "web",
+            "--host-networking",
+            "--no-attach",
+        ],
+    );
     let id = launched
         .split_whitespace()
         .last()
@@ -221,16 +254,47 @@ fn main_job_end_to_end() {
     assert!(reply.ends_with("hello from a cellblock\n"), "{reply}");
 
     let console = console_until(&daemon, &id, "listening on 127.0.0.1:8080");
-    assert!(console.contains("server: listening on 127.0.0.1:8080"), "{console}");
+    assert!(
+        console.contains("server: listening on 127.0.0.1:8080"),
+        "{console}"
+    );
     let listed = daemon.ok(root, &["instances"]);
-    assert!(listed.contains(&id), "web stopped after the detach:\n{listed}");
+    assert!(
+        listed.contains(&id),
+        "web stopped after the detach:\n{listed}"
+    );
 
-    let release = daemon.ok(root, &["launch", "--rm", "--name", "base", "--", "cat", "/etc/debian_version"]);
-    let version = release.lines().last().unwrap_or_default().trim().to_string();
+    let release = daemon.ok(
+        root,
+        &[
+            "launch",
+            "--rm",
+            "--name",
+            "base",
+            "--",
+            "cat",
+            "/etc/debian_version",
+        ],
+    );
+    let version = release
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
     assert!(
         version.starts_with("12.") && version[3..].chars().all(|c| c.is_ascii_digit()),
         "unexpected /etc/debian_version output: {release}"
     );
-    let failed = daemon.cblock(root, &["launch", "--rm", "--name", "base", "--", "sh", "-c", "exit 3"]);
-    assert_eq!(failed.status.code(), Some(3), "the client returns the container's status");
+    let failed = daemon.cblock(
+        root,
+        &[
+            "launch", "--rm", "--name", "base", "--", "sh", "-c", "exit 3",
+        ],
+    );
+    assert_eq!(
+        failed.status.code(),
+        Some(3),
+        "the client returns the container's status"
+    );
 }
