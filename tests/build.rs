@@ -650,7 +650,7 @@ mod run_steps {
             .unwrap();
         for applet in [
             "sh", "echo", "cat", "ls", "mkdir", "id", "pwd", "env", "touch", "sleep", "nc",
-            "timeout", "mkfifo", "test",
+            "timeout", "mkfifo", "test", "ln",
         ] {
             let mut h = header(tar::EntryType::Symlink, 0o777, 0);
             tar.append_link(&mut h, format!("bin/{applet}"), "busybox")
@@ -860,6 +860,53 @@ RUN id -u > /tmp/builder-uid; id -g >> /tmp/builder-uid
         let (result, output) = setup.build(text, "isolated", options);
         result.unwrap_or_else(|err| panic!("build failed: {err}\n{output}"));
         assert_eq!(setup.read("isolated", "nets").as_deref(), Some("lo\n"));
+    }
+
+    #[test]
+    fn copy_chown_uses_image_users() {
+        let setup = Setup::new("run-chown");
+        fs::write(setup.dir.0.join("context/owned.txt"), "owned").unwrap();
+        let text = "FROM busybox\nCOPY --chown=builder:builders owned.txt /owned.txt\nCOPY --chown=1000:7 owned.txt /numeric.txt\n";
+        let (result, output) = setup.build(text, "owned", Options::default());
+        result.unwrap_or_else(|err| panic!("build failed: {err}\n{output}"));
+        let mount_id = format!("owned-{}", std::process::id());
+        let root = setup.store.mount_image(&mount_id, Some("owned")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let named = fs::metadata(root.join("owned.txt")).map(|m| (m.uid(), m.gid()));
+        let numeric = fs::metadata(root.join("numeric.txt")).map(|m| (m.uid(), m.gid()));
+        setup.store.remove_mount(&mount_id).unwrap();
+        assert_eq!(named.unwrap(), (1234, 2345));
+        assert_eq!(numeric.unwrap(), (1000, 7));
+
+        let text = "FROM busybox\nCOPY --chown=nobody owned.txt /x\n";
+        let (result, _) = setup.build(text, "unowned", Options::default());
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("user \"nobody\" not found"), "{err}");
+    }
+
+    #[test]
+    fn rootpivot_through_planted_link_stays_inside() {
+        let setup = Setup::new("run-pivot");
+        // The link points at /etc: followed on the host it would make the
+        // host's /etc the image.
+        let text = "FROM busybox\nRUN ln -s /etc /pivot-link\nROOTPIVOT /pivot-link\n";
+        let (result, output) = setup.build(text, "pivoted", Options::default());
+        result.unwrap_or_else(|err| panic!("build failed: {err}\n{output}"));
+        let passwd = setup.read("pivoted", "passwd").unwrap_or_default();
+        assert!(
+            passwd.contains("builder:x:1234"),
+            "the image's own /etc: {passwd}"
+        );
+        assert_eq!(
+            setup.read("pivoted", "debian_version"),
+            None,
+            "the host's /etc leaked in"
+        );
+
+        let text = "FROM busybox\nROOTPIVOT /missing\n";
+        let (result, _) = setup.build(text, "nopivot", Options::default());
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("/missing"), "{err}");
     }
 
     /// Returns the parser corpus: `$CBLOCKS_SHARED`, else `../shared` or

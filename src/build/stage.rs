@@ -676,7 +676,27 @@ impl StageRun<'_, '_> {
                     max_bytes: ADD_URL_MAX_BYTES,
                 };
                 self.build.say(&format!(" ---> Fetching {source}"));
-                let fetched = download::download(&request, &downloads.join(&name), &mut |_, _| {})?;
+                let build = self.build;
+                let mut reported = 0u64;
+                let mut progress = |received: u64, total: Option<u64>| {
+                    // A line per 10% of an announced length, else per 16 MiB.
+                    let step = total.map_or(16 << 20, |total| (total / 10).max(1 << 20));
+                    if received >= reported + step {
+                        reported = received;
+                        let share = total
+                            .map(|total| format!(" of {:.1} MB", total as f64 / 1e6))
+                            .unwrap_or_default();
+                        build.say(&format!(
+                            " ---> {:.1} MB{share} received",
+                            received as f64 / 1e6
+                        ));
+                    }
+                };
+                let fetched = download::download(&request, &downloads.join(&name), &mut progress)?;
+                self.build.say(&format!(
+                    " ---> Fetched {} bytes, sha256:{}",
+                    fetched.bytes, fetched.sha256
+                ));
                 digest.push_str(&fetched.sha256);
                 local.push((downloads.clone(), name.clone(), is_archive_name(&name)));
             } else {
