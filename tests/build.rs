@@ -909,6 +909,49 @@ RUN id -u > /tmp/builder-uid; id -g >> /tmp/builder-uid
         assert!(err.contains("/missing"), "{err}");
     }
 
+    #[test]
+    fn shell_heredoc_and_healthcheck() {
+        let setup = Setup::new("run-shell");
+        let text = r#"FROM busybox
+SHELL ["/bin/sh", "-c", "echo shell-was-used > /shell-marker; eval \"$1\"", "sh"]
+RUN echo run-text > /run-marker
+RUN <<EOF
+echo from-heredoc > /heredoc-marker
+EOF
+COPY <<NOTE /etc/motd
+a note from a heredoc
+NOTE
+HEALTHCHECK --interval=5s --retries=2 CMD ["/bin/true"]
+MAINTAINER tests
+"#;
+        let (result, output) = setup.build(text, "shelled", Options::default());
+        result.unwrap_or_else(|err| panic!("build failed: {err}\n{output}"));
+        assert_eq!(
+            setup.read("shelled", "shell-marker").as_deref(),
+            Some("shell-was-used\n")
+        );
+        assert_eq!(
+            setup.read("shelled", "run-marker").as_deref(),
+            Some("run-text\n")
+        );
+        assert_eq!(
+            setup.read("shelled", "heredoc-marker").as_deref(),
+            Some("from-heredoc\n")
+        );
+        assert_eq!(
+            setup.read("shelled", "etc/motd").as_deref(),
+            Some("a note from a heredoc\n")
+        );
+
+        let image = setup.store.resolve("shelled").unwrap();
+        let config = setup.store.config(&image).unwrap();
+        assert_eq!(config.author.as_deref(), Some("tests"));
+        let check = config.config.unwrap().healthcheck.unwrap();
+        assert_eq!(check.test, vec!["CMD".to_string(), "/bin/true".to_string()]);
+        assert_eq!(check.interval, Some(5_000_000_000));
+        assert_eq!(check.retries, Some(2));
+    }
+
     /// Returns the parser corpus: `$CBLOCKS_SHARED`, else `../shared` or
     /// `../../shared` from the crate root.
     fn corpus_case(name: &str) -> PathBuf {
