@@ -19,7 +19,7 @@ mod state;
 use std::fs;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -474,14 +474,20 @@ impl Container {
     pub fn start(&mut self) -> Result<(), Error> {
         self.require("start", &[Status::Created], "created")?;
         let fifo = self.state_dir.join(state::EXEC_FIFO);
-        let mut reader = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&fifo)
-            .map_err(io_error(format!(
-                "opening the exec FIFO {}",
-                fifo.display()
-            )))?;
+        // Opened through nix: the standard library's open loses custom flags
+        // such as O_NONBLOCK in the musl build.
+        let flags = nix::fcntl::OFlag::O_RDONLY
+            | nix::fcntl::OFlag::O_NONBLOCK
+            | nix::fcntl::OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::open(&fifo, flags, nix::sys::stat::Mode::empty()).map_err(|e| {
+            Error::Io {
+                context: format!("opening the exec FIFO {}", fifo.display()),
+                source: e.into(),
+            }
+        })?;
+        // SAFETY: fd was just opened and is owned by nothing else.
+        let mut reader =
+            fs::File::from(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
 
         // The container opens its end once this end exists; wait for its
         // byte while checking that it is still alive.
