@@ -3,6 +3,8 @@
 #   make                  static, stripped binary for x86_64-unknown-linux-musl
 #   make install          binary, links, man pages, rc scripts and units
 #   make test             every test (run as root; see README.md)
+#   make quickstart       the main job: daemon, forge, examples, a container
+#   make quickstart-clean stop and remove what the quickstart started
 
 PREFIX     ?= /usr/local
 DESTDIR    ?=
@@ -16,7 +18,7 @@ CARGO      ?= cargo
 TARGET     ?= x86_64-unknown-linux-musl
 BINARY     := target/$(TARGET)/release/cblock
 
-.PHONY: all build static-deps install test lint clean
+.PHONY: all build static-deps install test lint clean forge quickstart quickstart-clean
 
 all: build
 
@@ -51,6 +53,15 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) check --locked --target x86_64-unknown-freebsd
+
+forge:
+	$(BINDIR)/cblock forge
+
+quickstart:
+	PREFIX=$(PREFIX) sh scripts/quickstart.sh
+
+quickstart-clean:
+	PREFIX=$(PREFIX) sh scripts/quickstart.sh clean
 
 clean:
 	$(CARGO) clean

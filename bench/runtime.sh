@@ -1,116 +1,193 @@
 #!/usr/bin/env bash
-# Compares cblock-runtime with crun and runc: `RUNTIME run` of one busybox
-# bundle whose process is /bin/true, measured with `hyperfine -N` in one run,
-# then the smallest memory limit at which that container still runs under
-# cblock-runtime. Run as root from anywhere; writes bench/runtime-results.json
-# and prints the median ratio against crun.
+# Compares the OCI runtimes on one container start. `hyperfine -N` times
+# `cblock-runtime run`, `crun run` and `runc run` of the same busybox
+# bundle running /bin/true, all in one invocation. A bisection in 4 KiB
+# steps then finds, for each runtime, the smallest memory limit
+# (linux.resources.memory.limit) at which the container still runs.
 #
-#   RUNS=200 bench/runtime.sh
+# Usage (as root):
+#   bench/runtime.sh [CBLOCK_BINARY]
 #
-# Debian's crun 1.8 rejects a hybrid cgroup layout whose hugetlb controller
-# sits only in the cgroup2 mount, so the script mounts hugetlb as a v1
-# hierarchy for the run and removes that mount again afterwards.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+#   CBLOCK_BINARY  the cblock binary or a cblock-runtime link to it; without
+#                  it, or when `cblock-runtime run` fails on the bundle, only
+#                  crun and runc are measured
+#
+# Settings (environment): RUNS (timed runs per runtime, default 200),
+# WARMUP (untimed runs first, default 10), BENCH_OUT (result directory,
+# default /var/tmp/cblocks-bench).
+#
+# Each runtime keeps its state under its own --root in a temporary
+# directory. `run` without --detach deletes the container when /bin/true
+# exits, so every timed run creates and deletes a container under the same
+# id. On a hybrid cgroup layout whose cgroup2 mount contains hugetlb, hugetlb is
+# mounted as a v1 hierarchy for the whole run, because crun 1.8 rejects that
+# layout otherwise, and removed again on exit. When cgroup2 uses hugetlb and
+# the kernel refuses that mount, the script runs in a private mount
+# namespace without the cgroup2 mount instead.
+set -eu
 
-runs=${RUNS:-100}
-binary=${CBLOCK_BIN:-target/x86_64-unknown-linux-musl/release/cblock}
-if [ ! -x "$binary" ]; then
-    make build
-fi
-for tool in hyperfine crun runc busybox python3; do
-    command -v "$tool" >/dev/null || { echo "bench: $tool is missing; install it" >&2; exit 1; }
-done
+prog=bench/runtime
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
 
-work=$(mktemp -d /tmp/cblock-bench.XXXXXX)
-hugetlb_mounted=
+case ${1:-} in -h | --help)
+    sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'
+    exit 0
+    ;;
+esac
+[ $# -le 1 ] || die "expected at most one argument (the cblock binary), got $#"
+
+require_root
+require_command hyperfine hyperfine
+require_command crun crun
+require_command runc runc
+require_command jq jq
+
+prepare_cgroup_layout "$here/runtime.sh" "$@"
+trap hugetlb_v1_release EXIT
+
+runs=${RUNS:-200}
+warmup=${WARMUP:-10}
+out=${BENCH_OUT:-/var/tmp/cblocks-bench}
+mkdir -p "$out"
+{
+    describe_machine
+    echo "cgroups: $(describe_cgroup_layout)"
+} | tee "$out/runtime-machine.txt"
+
+work=$(mktemp -d /var/tmp/cblocks-bench-runtime.XXXXXX)
+chmod 755 "$work"
+bundle=$work/bundle
+id=cblocks-bench-$$
+
+# Runtime name -> command (path plus --root). Filled below.
+declare -A runtime_cmd=()
+
 cleanup() {
-    for runtime in cblock crun runc; do
-        "$work/cblock-runtime" --root "$work/state-$runtime" delete --force "bench-$runtime" \
-            >/dev/null 2>&1 || true
+    local name
+    for name in "${!runtime_cmd[@]}"; do
+        ${runtime_cmd[$name]} delete --force "$id" >/dev/null 2>&1 || true
+        ${runtime_cmd[$name]} delete --force "$id-mem" >/dev/null 2>&1 || true
     done
-    if [ -n "$hugetlb_mounted" ]; then
-        rmdir /sys/fs/cgroup/hugetlb/*/ 2>/dev/null || true
-        umount /sys/fs/cgroup/hugetlb
-        rmdir /sys/fs/cgroup/hugetlb 2>/dev/null || true
-    fi
-    rm -rf "$work"
+    unmount_below "$work"
+    rm -rf --one-file-system "$work"
+    hugetlb_v1_release
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-# The bundle: busybox with one link per applet, and the example
-# configuration of `cblock-runtime spec` running /bin/true without a
-# terminal.
-rootfs=$work/bundle/rootfs
-mkdir -p "$rootfs/bin"
-cp "$(command -v busybox)" "$rootfs/bin/busybox"
-for applet in $(busybox --list); do
-    [ "$applet" = busybox ] || ln -s busybox "$rootfs/bin/$applet"
-done
-ln -s "$(realpath "$binary")" "$work/cblock-runtime"
-(cd "$work/bundle" && "$work/cblock-runtime" spec)
-python3 - "$work/bundle/config.json" <<'PY'
-import json, sys
-path = sys.argv[1]
-config = json.load(open(path))
-config["process"]["terminal"] = False
-config["process"]["args"] = ["/bin/true"]
-json.dump(config, open(path, "w"), indent=2)
-PY
+make_busybox_bundle "$bundle" /bin/true
 
-if [ -e /sys/fs/cgroup/unified ] && ! grep -q ' /sys/fs/cgroup/hugetlb ' /proc/self/mountinfo; then
-    mkdir -p /sys/fs/cgroup/hugetlb
-    if ! mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb; then
-        rmdir /sys/fs/cgroup/hugetlb
-        echo "bench: hugetlb cannot move to a v1 hierarchy while cgroups in" \
-            "/sys/fs/cgroup/unified use it; remove those cgroups and retry" >&2
-        exit 1
-    fi
-    hugetlb_mounted=1
-fi
-
-hyperfine -N --warmup 10 --runs "$runs" --export-json "$work/hyperfine.json" \
-    -n cblock-runtime "$work/cblock-runtime --root $work/state-cblock run --bundle $work/bundle bench-cblock" \
-    -n crun "crun --root $work/state-crun run --bundle $work/bundle bench-crun" \
-    -n runc "runc --root $work/state-runc run --bundle $work/bundle bench-runc"
-
-# The smallest memory limit, in steps of 256 KiB, at which /bin/true still
-# exits 0 under cblock-runtime, found by bisection between 256 KiB and 64 MiB.
-runs_with_limit() {
-    python3 - "$work/bundle/config.json" "$1" <<'PY'
-import json, sys
-path, limit = sys.argv[1], int(sys.argv[2])
-config = json.load(open(path))
-resources = config["linux"].setdefault("resources", {})
-resources["memory"] = {"limit": limit, "swap": limit}
-json.dump(config, open(path, "w"), indent=2)
-PY
-    "$work/cblock-runtime" --root "$work/state-cblock" run --bundle "$work/bundle" bench-cblock \
-        >/dev/null 2>&1
+add_runtime() {
+    local name=$1 path=$2
+    mkdir -p "$work/state/$name"
+    runtime_cmd[$name]="$path --root $work/state/$name"
 }
-step=262144
-low=1
-high=256
-if ! runs_with_limit $((high * step)); then
-    echo "bench: the container fails even with a 64 MiB limit" >&2
-    exit 1
-fi
-while [ $((high - low)) -gt 0 ]; do
-    middle=$(((low + high) / 2))
-    if runs_with_limit $((middle * step)); then high=$middle; else low=$((middle + 1)); fi
-done
-smallest=$((high * step))
 
-python3 - "$work/hyperfine.json" "$smallest" "$runs" <<'PY' | tee bench/runtime-results.json
-import json, sys
-results = {r["command"]: r for r in json.load(open(sys.argv[1]))["results"]}
-median = {name: r["median"] for name, r in results.items()}
-print(json.dumps({
-    "runs": int(sys.argv[3]),
-    "median_seconds": median,
-    "mean_seconds": {name: r["mean"] for name, r in results.items()},
-    "ratio_to_crun": median["cblock-runtime"] / median["crun"],
-    "ratio_to_runc": median["cblock-runtime"] / median["runc"],
-    "smallest_memory_limit_bytes": int(sys.argv[2]),
-}, indent=2))
-PY
+add_runtime crun "$(command -v crun)"
+add_runtime runc "$(command -v runc)"
+
+# The multi-call binary picks its role from its name, so cblock-runtime is
+# a link to it. The link also keeps spaces out of the command lines, which
+# are split on spaces.
+if [ -n "${1:-}" ]; then
+    [ -x "$1" ] || die "cblock binary $1 is not an executable file: pass the path of cblock or cblock-runtime"
+    mkdir -p "$work/bin"
+    ln -s "$(realpath "$1")" "$work/bin/cblock-runtime"
+    add_runtime cblock-runtime "$work/bin/cblock-runtime"
+else
+    note "no cblock binary given: measuring crun and runc only"
+fi
+
+# Every runtime must run the bundle once before it is timed; one that fails
+# is left out with the reason.
+for name in cblock-runtime crun runc; do
+    [ -n "${runtime_cmd[$name]:-}" ] || continue
+    status=0
+    error=$(${runtime_cmd[$name]} run --bundle "$bundle" "$id" 2>&1 < /dev/null) || status=$?
+    if [ "$status" != 0 ]; then
+        ${runtime_cmd[$name]} delete --force "$id" >/dev/null 2>&1 || true
+        reason=$(head -n 1 <<< "$error")
+        note "skipping $name: '$name run' of the busybox bundle failed: ${reason:-exit status $status, no output}"
+        unset "runtime_cmd[$name]"
+    fi
+done
+
+names=()
+for name in cblock-runtime crun runc; do
+    [ -n "${runtime_cmd[$name]:-}" ] && names+=("$name")
+done
+[ "${#names[@]}" -gt 0 ] || die "no runtime ran the busybox bundle: see the reasons above"
+reference=crun
+[ -n "${runtime_cmd[crun]:-}" ] || reference=runc
+[ -n "${runtime_cmd[$reference]:-}" ] || reference=${names[0]}
+
+hyperfine_args=(-N --warmup "$warmup" --runs "$runs" --export-json "$out/runtime.json"
+    --export-markdown "$out/runtime.md")
+for name in "${names[@]}"; do
+    hyperfine_args+=(-n "$name" "${runtime_cmd[$name]} run --bundle $bundle $id")
+done
+hyperfine "${hyperfine_args[@]}"
+
+echo
+echo "median time relative to $reference (goal for cblock-runtime: at most 0.8 of crun):"
+jq -r --arg reference "$reference" '(.results[] | select(.command == $reference) | .median) as $base
+    | .results[] | "  \(.command): median \(.median * 1000 * 100 | round / 100) ms, ratio \(.median / $base * 1000 | round / 1000)"' \
+    "$out/runtime.json"
+
+# Runs the bundle once with memory limit BYTES; true when it exits 0.
+runs_with_memory_limit() {
+    local name=$1 bytes=$2
+    jq --argjson limit "$bytes" --arg root "$bundle/rootfs" \
+        '.root.path = $root | .linux.resources.memory = {limit: $limit}' \
+        "$bundle/config.json" > "$work/memory/config.json"
+    if timeout 30 ${runtime_cmd[$name]} run --bundle "$work/memory" "$id-mem" \
+        > /dev/null 2>&1 < /dev/null; then
+        return 0
+    fi
+    ${runtime_cmd[$name]} delete --force "$id-mem" >/dev/null 2>&1 || true
+    return 1
+}
+
+# Prints the smallest limit in KiB at which the container runs, found by
+# bisection between one page and 64 MiB. Near the edge a run can fail at
+# random, so the result must pass three more runs, and it grows by 1/16
+# until it does.
+smallest_memory_limit() {
+    local name=$1 page=4096 low=1 high=16384 mid tries=0 passes
+    runs_with_memory_limit "$name" $((high * page)) || { echo "more than 65536"; return; }
+    if runs_with_memory_limit "$name" $((low * page)); then
+        echo "at most 4"
+        return
+    fi
+    while [ $((high - low)) -gt 1 ]; do
+        mid=$(((low + high) / 2))
+        if runs_with_memory_limit "$name" $((mid * page)); then high=$mid; else low=$mid; fi
+    done
+    while [ "$tries" -lt 5 ]; do
+        passes=0
+        for _ in 1 2 3; do
+            runs_with_memory_limit "$name" $((high * page)) && passes=$((passes + 1))
+        done
+        [ "$passes" = 3 ] && break
+        high=$((high + high / 16 + 1))
+        tries=$((tries + 1))
+    done
+    if [ "$passes" != 3 ]; then
+        echo "unstable: runs still fail at random with $((high * page / 1024))"
+        return
+    fi
+    echo $((high * page / 1024))
+}
+
+echo
+echo "smallest memory limit at which /bin/true still runs:"
+mkdir -p "$work/memory"
+: > "$out/runtime-memory.txt"
+for name in "${names[@]}"; do
+    limit=$(smallest_memory_limit "$name")
+    printf '  %s: %s KiB\n' "$name" "$limit" | tee -a "$out/runtime-memory.txt"
+done
+echo
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "results: $out/runtime.json, $out/runtime.md, $out/runtime-memory.txt"

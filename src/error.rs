@@ -28,6 +28,8 @@ pub enum Error {
     Warden(#[from] crate::warden::Error),
     #[error(transparent)]
     Fim(#[from] crate::fim::Error),
+    #[error(transparent)]
+    Forge(#[from] crate::forge::Error),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -17,6 +17,7 @@ pub mod console;
 pub mod daemon;
 pub mod error;
 pub mod fim;
+pub mod forge;
 pub mod image;
 pub mod network;
 pub mod oci;

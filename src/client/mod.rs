@@ -34,6 +34,10 @@ pub enum Error {
         context: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Protocol(#[from] crate::daemon::protocol::ProtocolError),
 }
 
 #[derive(FromArgs)]
@@ -49,6 +53,7 @@ struct Cli {
 
 #[derive(FromArgs)]
 #[argh(subcommand)]
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Build(build::Args),
     Console(console::Args),

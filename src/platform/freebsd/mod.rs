@@ -4,4 +4,6 @@
 pub const DEFAULT_DATA_DIR: &str = "/var/db/cblocks";
 
 pub mod jail;
+pub mod peer;
+pub mod pty;
 pub mod storage;

@@ -4,4 +4,6 @@
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/cblocks";
 
 pub mod container;
+pub mod peer;
+pub mod pty;
 pub mod storage;

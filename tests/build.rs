@@ -1,0 +1,988 @@
+//! Builder tests: ADD downloads from a loopback HTTP server.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::thread;
+use std::time::Duration;
+
+use cblocks::build::download::{self, Checksum, Error, Request};
+
+/// A temporary directory removed on drop, even when the test fails.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> TempDir {
+        let path =
+            std::env::temp_dir().join(format!("cblocks-test-{label}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    fn entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(&self.0)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+const BODY: &[u8] = b"file served over loopback\n";
+
+/// Serves a few fixed paths on 127.0.0.1 from a background thread:
+/// `/file.txt` (200 with `BODY`), `/hang` (reads the request, never
+/// answers) and anything else (404).
+fn serve() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            thread::spawn(move || answer(stream));
+        }
+    });
+    format!("http://{address}")
+}
+
+fn answer(mut stream: TcpStream) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).unwrap();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap() == 0 || header == "\r\n" {
+            break;
+        }
+    }
+    let path = request_line.split(' ').nth(1).unwrap_or("/").to_string();
+
+    match path.as_str() {
+        "/file.txt" => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                BODY.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(BODY);
+        }
+        "/hang" => thread::sleep(Duration::from_secs(30)),
+        _ => {
+            let _ = stream.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    }
+}
+
+fn request(url: &str) -> Request<'_> {
+    Request {
+        url,
+        timeout: Duration::from_secs(2),
+        checksum: None,
+        max_bytes: 1 << 20,
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+#[test]
+fn download_file_with_checksum() {
+    let base = serve();
+    let dir = TempDir::new("dl-ok");
+    let url = format!("{base}/file.txt");
+    let checksum = Checksum::parse(&format!("sha256:{}", sha256_hex(BODY))).unwrap();
+    let mut request = request(&url);
+    request.checksum = Some(&checksum);
+    let mut last_progress = 0;
+
+    let output = dir.0.join("file.txt");
+    let done = download::download(&request, &output, &mut |received, _| {
+        last_progress = received
+    })
+    .unwrap();
+
+    assert_eq!(fs::read(&output).unwrap(), BODY);
+    assert_eq!(done.bytes, BODY.len() as u64);
+    assert_eq!(done.sha256, sha256_hex(BODY));
+    assert_eq!(last_progress, BODY.len() as u64);
+    assert_eq!(dir.entries(), vec!["file.txt"]);
+}
+
+#[test]
+fn download_bad_checksum_leaves_nothing() {
+    let base = serve();
+    let dir = TempDir::new("dl-sum");
+    let url = format!("{base}/file.txt");
+    let checksum = Checksum::parse(&format!("sha256:{}", "0".repeat(64))).unwrap();
+    let mut request = request(&url);
+    request.checksum = Some(&checksum);
+
+    let err = download::download(&request, &dir.0.join("file.txt"), &mut |_, _| {}).unwrap_err();
+
+    assert!(matches!(err, Error::ChecksumMismatch { .. }), "{err:?}");
+    assert!(err.to_string().contains(&sha256_hex(BODY)), "{err}");
+    assert_eq!(dir.entries(), Vec::<String>::new());
+}
+
+#[test]
+fn download_not_found_names_status() {
+    let base = serve();
+    let dir = TempDir::new("dl-404");
+    let url = format!("{base}/missing.tar.gz");
+
+    let err = download::download(&request(&url), &dir.0.join("x"), &mut |_, _| {}).unwrap_err();
+
+    let message = err.to_string();
+    assert!(message.contains("404 Not Found"), "{message}");
+    assert!(message.contains(&url), "{message}");
+    assert_eq!(dir.entries(), Vec::<String>::new());
+}
+
+#[test]
+fn download_hanging_server_times_out() {
+    let base = serve();
+    let dir = TempDir::new("dl-hang");
+    let url = format!("{base}/hang");
+
+    let err = download::download(&request(&url), &dir.0.join("x"), &mut |_, _| {}).unwrap_err();
+
+    assert!(matches!(err, Error::TimedOut { seconds: 2, .. }), "{err:?}");
+    assert!(err.to_string().contains("no data for 2 seconds"), "{err}");
+    assert_eq!(dir.entries(), Vec::<String>::new());
+}
+
+#[test]
+fn download_rejects_other_schemes() {
+    let dir = TempDir::new("dl-scheme");
+    let err = download::download(
+        &request("file:///etc/passwd"),
+        &dir.0.join("x"),
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::UnsupportedUrl(_)), "{err:?}");
+}
+
+// ---- builds without RUN steps, on the real store -------------------------
+
+mod builds {
+    use std::collections::BTreeMap;
+    use std::fs;
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    use cblocks::build::{self, Built, Options, Output, StepProcess, StepRunner};
+    use cblocks::image::{Reference, Store};
+    use cblocks::storage::DriverKind;
+
+    use super::TempDir;
+
+    /// For files without RUN: a RUN step reaching it is a test failure.
+    struct NoRunSteps;
+
+    impl StepRunner for NoRunSteps {
+        fn run(&self, process: &StepProcess) -> Result<i32, build::Error> {
+            panic!("unexpected RUN step {:?}", process.argv);
+        }
+    }
+
+    /// A data directory, a context directory and a store.
+    struct Setup {
+        dir: TempDir,
+        store: Store,
+    }
+
+    impl Setup {
+        fn new(label: &str, driver: DriverKind) -> Setup {
+            let dir = TempDir::new(label);
+            fs::create_dir_all(dir.0.join("context")).unwrap();
+            let store = Store::open(&dir.0.join("data"), driver).unwrap();
+            Setup { dir, store }
+        }
+
+        fn context(&self) -> PathBuf {
+            self.dir.0.join("context")
+        }
+
+        fn write(&self, relative: &str, contents: &str) {
+            let path = self.context().join(relative);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, contents).unwrap();
+        }
+
+        fn build(
+            &self,
+            text: &str,
+            name: &str,
+            options: Options,
+        ) -> (Result<Built, build::Error>, String) {
+            let file = cblocks::cblockfile::parse("Cblockfile", text.as_bytes()).unwrap();
+            let mut options = options;
+            options.names = vec![Reference::parse(name).unwrap()];
+            let output: Output = Mutex::new(Box::new(Vec::new()));
+            let sink = SharedSink::default();
+            *output.lock().unwrap() = Box::new(sink.clone());
+            let result = build::build(
+                &self.store,
+                &NoRunSteps,
+                &file,
+                &self.context(),
+                &options,
+                &format!("t{}", std::process::id()),
+                &output,
+            );
+            (result, sink.text())
+        }
+
+        /// Mounts image `name` and passes its root to `check`.
+        fn inspect(&self, name: &str, check: impl FnOnce(&Path)) {
+            let mount_id = format!("inspect-{}", std::process::id());
+            let root = self.store.mount_image(&mount_id, Some(name)).unwrap();
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&root)));
+            self.store.remove_mount(&mount_id).unwrap();
+            if let Err(panic) = outcome {
+                std::panic::resume_unwind(panic);
+            }
+        }
+
+        fn config(&self, name: &str) -> cblocks::oci::image_spec::ContainerConfig {
+            let image = self.store.resolve(name).unwrap();
+            self.store
+                .config(&image)
+                .unwrap()
+                .config
+                .unwrap_or_default()
+        }
+    }
+
+    impl Drop for Setup {
+        fn drop(&mut self) {
+            // Unmount anything a failed build or check left mounted, so the
+            // directory removal never walks into a mount.
+            let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+            let prefix = self.dir.0.display().to_string();
+            let mut targets: Vec<&str> = mounts
+                .lines()
+                .filter_map(|line| line.split(' ').nth(1))
+                .filter(|target| target.starts_with(&prefix))
+                .collect();
+            targets.sort_by_key(|target| std::cmp::Reverse(target.len()));
+            for target in targets {
+                let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+
+    /// Collects build output for assertions.
+    #[derive(Clone, Default)]
+    struct SharedSink(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl SharedSink {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    impl std::io::Write for SharedSink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    const CONFIG_FILE: &str = "FROM scratch
+ENV GREETING=hello PATH=/bin
+ARG VERSION=1.2
+LABEL version=$VERSION maintainer=\"cblocks tests\"
+WORKDIR /app
+COPY --chmod=0750 tool.sh bin/
+COPY data/ /srv/data/
+EXPOSE 80 53/udp
+VOLUME /srv/data
+USER 1000:1000
+STOPSIGNAL SIGINT
+ENTRYPOINT [\"/app/bin/tool.sh\"]
+CMD [\"--serve\"]
+";
+
+    #[test]
+    fn build_scratch_image_config_and_files() {
+        let setup = Setup::new("build-config", DriverKind::Overlay);
+        setup.write("tool.sh", "#!/bin/sh\necho tool\n");
+        setup.write("data/a.txt", "alpha");
+        setup.write("data/sub/b.txt", "beta");
+
+        let (result, output) = setup.build(CONFIG_FILE, "configured:1", Options::default());
+        let built = result.unwrap_or_else(|err| panic!("build failed: {err}\n{output}"));
+        assert!(output.contains("-- Step 1/13 : FROM scratch"), "{output}");
+        assert!(
+            output.contains("-- Step 7/13 : COPY data/ /srv/data/"),
+            "{output}"
+        );
+        assert_eq!(built.executed_steps, 3, "WORKDIR and two COPY steps");
+
+        let config = setup.config("configured:1");
+        let env = config.env.clone().unwrap();
+        assert!(env.contains(&"GREETING=hello".to_string()), "{env:?}");
+        assert_eq!(config.working_dir.as_deref(), Some("/app"));
+        assert_eq!(config.user.as_deref(), Some("1000:1000"));
+        assert_eq!(config.stop_signal.as_deref(), Some("SIGINT"));
+        assert_eq!(
+            config.entrypoint,
+            Some(vec!["/app/bin/tool.sh".to_string()])
+        );
+        assert_eq!(config.cmd, Some(vec!["--serve".to_string()]));
+        let labels = config.labels.clone().unwrap();
+        assert_eq!(labels.get("version").map(String::as_str), Some("1.2"));
+        assert_eq!(
+            labels.get("maintainer").map(String::as_str),
+            Some("cblocks tests")
+        );
+        let ports: Vec<&String> = config.exposed_ports.as_ref().unwrap().keys().collect();
+        assert_eq!(ports, vec!["53/udp", "80/tcp"]);
+        assert!(config.volumes.as_ref().unwrap().contains_key("/srv/data"));
+
+        setup.inspect("configured:1", |root| {
+            let tool = fs::metadata(root.join("app/bin/tool.sh")).unwrap();
+            assert_eq!(tool.permissions().mode() & 0o7777, 0o750);
+            assert_eq!((tool.uid(), tool.gid()), (0, 0));
+            assert_eq!(
+                fs::read_to_string(root.join("srv/data/a.txt")).unwrap(),
+                "alpha"
+            );
+            assert_eq!(
+                fs::read_to_string(root.join("srv/data/sub/b.txt")).unwrap(),
+                "beta"
+            );
+            assert!(
+                !root.join("srv/data/data").exists(),
+                "a directory's contents are copied"
+            );
+        });
+    }
+
+    #[test]
+    fn build_cache_hits_and_invalidation() {
+        let setup = Setup::new("build-cache", DriverKind::Overlay);
+        setup.write("a.txt", "one");
+        setup.write("b.txt", "two");
+        let text = "FROM scratch\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\nENV X=1\n";
+
+        let (first, _) = setup.build(text, "cached", Options::default());
+        let first = first.unwrap();
+        assert_eq!(first.executed_steps, 2);
+
+        let (second, output) = setup.build(text, "cached", Options::default());
+        let second = second.unwrap();
+        assert_eq!(second.executed_steps, 0, "{output}");
+        assert_eq!(
+            second.image.id, first.image.id,
+            "a cached rebuild makes the same image"
+        );
+        assert_eq!(
+            setup.store.images().unwrap().len(),
+            1,
+            "no unnamed image left"
+        );
+        assert_eq!(second.cached_steps, 2, "{output}");
+        assert!(output.contains(" ---> Using cache"), "{output}");
+
+        setup.write("b.txt", "changed");
+        let (third, _) = setup.build(text, "cached", Options::default());
+        let third = third.unwrap();
+        assert_eq!(third.cached_steps, 1, "COPY a.txt still cached");
+        assert_eq!(third.executed_steps, 1, "COPY b.txt runs again");
+
+        let no_cache = Options {
+            no_cache: true,
+            ..Options::default()
+        };
+        let (fourth, _) = setup.build(text, "cached", no_cache);
+        assert_eq!(fourth.unwrap().executed_steps, 2);
+        setup.inspect("cached", |root| {
+            assert_eq!(fs::read_to_string(root.join("b.txt")).unwrap(), "changed");
+        });
+    }
+
+    #[test]
+    fn build_multi_stage_skips_and_copies_from() {
+        let setup = Setup::new("build-stages", DriverKind::Vfs);
+        setup.write("one.txt", "first stage");
+        setup.write("two.txt", "second stage");
+        // Stage 2 copies a missing file: building it would fail, so the
+        // success of the build shows that it was skipped.
+        let text = "FROM scratch AS first
+COPY one.txt /out/one.txt
+FROM scratch AS second
+COPY two.txt /out/two.txt
+FROM scratch AS unused
+COPY missing.txt /x
+FROM scratch
+COPY --from=first /out/one.txt /result/
+COPY --from=1 /out/two.txt /result/
+";
+        let (result, output) = setup.build(text, "assembled", Options::default());
+        result.unwrap_or_else(|err| panic!("build failed: {err}\n{output}"));
+        assert!(
+            !output.contains("COPY missing.txt"),
+            "the unused stage ran:\n{output}"
+        );
+        setup.inspect("assembled", |root| {
+            assert_eq!(
+                fs::read_to_string(root.join("result/one.txt")).unwrap(),
+                "first stage"
+            );
+            assert_eq!(
+                fs::read_to_string(root.join("result/two.txt")).unwrap(),
+                "second stage"
+            );
+            assert!(!root.join("out").exists());
+        });
+
+        let target = Options {
+            target: Some("second".into()),
+            ..Options::default()
+        };
+        let (result, _) = setup.build(text, "second-only", target);
+        result.unwrap();
+        setup.inspect("second-only", |root| {
+            assert!(root.join("out/two.txt").exists());
+        });
+
+        let bad_target = Options {
+            target: Some("nonexistent".into()),
+            ..Options::default()
+        };
+        let (result, _) = setup.build(text, "never", bad_target);
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("\"nonexistent\""), "{err}");
+    }
+
+    #[test]
+    fn build_rejects_escapes_through_copy() {
+        let setup = Setup::new("build-escape", DriverKind::Overlay);
+        setup.write("ok.txt", "ok");
+        symlink("/etc/passwd", setup.context().join("passwd-link")).unwrap();
+        symlink("../../../../../../etc", setup.context().join("etc-up")).unwrap();
+
+        let cases = [
+            ("COPY ../outside /x", "not found in the build context"),
+            ("COPY passwd-link /x", "not found in the build context"),
+            ("COPY etc-up/passwd /x", "not found in the build context"),
+            ("COPY nothing* /x/", "matches nothing"),
+            ("COPY ok.txt ok.txt /single", "must be a directory"),
+        ];
+        for (line, expected) in cases {
+            let text = format!("FROM scratch\n{line}\n");
+            let (result, _) = setup.build(&text, "escape", Options::default());
+            let err = result.expect_err(line).to_string();
+            assert!(err.contains(expected), "{line}: {err}");
+            assert!(err.contains("Cblockfile:2"), "{line}: {err}");
+        }
+
+        // A symlink planted in the image sends a later COPY elsewhere inside
+        // the image, never to the host.
+        let host_target =
+            std::env::temp_dir().join(format!("cblocks-planted-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&host_target);
+        fs::create_dir_all(setup.context().join("plant")).unwrap();
+        symlink(&host_target, setup.context().join("plant/evil")).unwrap();
+        let text = "FROM scratch\nCOPY plant/ /\nCOPY ok.txt /evil/ok.txt\n";
+        let (result, output) = setup.build(text, "planted", Options::default());
+        result.unwrap_or_else(|err| panic!("build failed: {err}\n{output}"));
+        assert!(
+            !host_target.exists(),
+            "COPY wrote to the host at {}",
+            host_target.display()
+        );
+        let inside = host_target.strip_prefix("/").unwrap().join("ok.txt");
+        setup.inspect("planted", |root| {
+            assert_eq!(fs::read_to_string(root.join(&inside)).unwrap(), "ok");
+        });
+    }
+
+    #[test]
+    fn build_add_archive_and_rootpivot() {
+        let setup = Setup::new("build-pivot", DriverKind::Overlay);
+        // A gzip tar archive whose top directory is "root", as examples/base.
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, contents) in [
+            ("root/etc/os-release", "ID=test\n"),
+            ("root/bin/tool", "tool"),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(contents.len() as u64);
+            header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(0);
+            header.set_entry_type(tar::EntryType::Regular);
+            tar.append_data(&mut header, path, contents.as_bytes())
+                .unwrap();
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar.into_inner().unwrap()).unwrap();
+        fs::write(setup.context().join("rootfs.tar.gz"), gz.finish().unwrap()).unwrap();
+
+        let text = "FROM scratch\nADD rootfs.tar.gz /imgbuild\nROOTPIVOT /imgbuild\nOSRELEASE 12\nENTRYPOINT [\"/bin/tool\"]\n";
+        let options = Options {
+            file_integrity: true,
+            ..Options::default()
+        };
+        let (result, output) = setup.build(text, "pivoted", options);
+        result.unwrap_or_else(|err| panic!("build failed: {err}\n{output}"));
+        setup.inspect("pivoted", |root| {
+            assert_eq!(
+                fs::read_to_string(root.join("etc/os-release")).unwrap(),
+                "ID=test\n"
+            );
+            assert!(root.join("bin/tool").is_file());
+            assert!(
+                !root.join("imgbuild").exists(),
+                "the pivot directory is the root"
+            );
+            let spec = fs::read_to_string(root.join("etc/cblocks/fim.mtree")).unwrap();
+            assert!(spec.contains("./bin/tool type=file"), "{spec}");
+        });
+
+        let image = setup.store.resolve("pivoted").unwrap();
+        let manifest = setup.store.manifest(&image).unwrap();
+        let annotations: BTreeMap<String, String> = manifest.annotations.unwrap_or_default();
+        assert_eq!(
+            annotations
+                .get("org.cblocks.os-release")
+                .map(String::as_str),
+            Some("12")
+        );
+        assert_eq!(image.layers.len(), 2, "the pivoted root and the -F spec");
+    }
+
+    #[test]
+    fn build_add_url_from_loopback() {
+        let setup = Setup::new("build-url", DriverKind::Vfs);
+        let base = super::serve();
+        let text = format!("FROM scratch\nADD {base}/file.txt /downloads/\n");
+        let (result, output) = setup.build(&text, "fetched", Options::default());
+        result.unwrap_or_else(|err| panic!("build failed: {err}\n{output}"));
+        setup.inspect("fetched", |root| {
+            assert_eq!(
+                fs::read(root.join("downloads/file.txt")).unwrap(),
+                super::BODY
+            );
+        });
+
+        let text = format!(
+            "FROM scratch\nADD --checksum=sha256:{} {base}/file.txt /x\n",
+            "0".repeat(64)
+        );
+        let (result, _) = setup.build(&text, "badsum", Options::default());
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("checksum mismatch"), "{err}");
+
+        let text = format!("FROM scratch\nADD {base}/gone.tar.gz /x/\n");
+        let (result, _) = setup.build(&text, "gone", Options::default());
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("404"), "{err}");
+        assert!(
+            setup.store.resolve("gone").is_err(),
+            "no image after a failed build"
+        );
+    }
+}
+
+// ---- builds with RUN steps in real containers ----------------------------
+
+mod run_steps {
+    use std::fs;
+    use std::path::{Path, PathBuf};
+    use std::sync::{Arc, Mutex};
+
+    use cblocks::build::runner::RuntimeRunner;
+    use cblocks::build::{self, Built, Network, Options, Output};
+    use cblocks::image::{Reference, Store};
+    use cblocks::storage::DriverKind;
+
+    use super::TempDir;
+
+    /// Writes a tar archive of a busybox root file system: /bin/busybox,
+    /// a link per applet, and /etc with root and one user.
+    fn busybox_rootfs_tar(path: &Path) {
+        let mut tar = tar::Builder::new(Vec::new());
+        let header = |kind, mode, size| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_mode(mode);
+            header.set_size(size);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(0);
+            header
+        };
+        for (dir, mode) in [
+            ("bin", 0o755),
+            ("etc", 0o755),
+            ("tmp", 0o1777),
+            ("root", 0o700),
+        ] {
+            let mut h = header(tar::EntryType::Directory, mode, 0);
+            tar.append_data(&mut h, dir, std::io::empty()).unwrap();
+        }
+        let busybox = fs::read("/bin/busybox").expect("Debian's busybox-static at /bin/busybox");
+        let mut h = header(tar::EntryType::Regular, 0o755, busybox.len() as u64);
+        tar.append_data(&mut h, "bin/busybox", busybox.as_slice())
+            .unwrap();
+        for applet in [
+            "sh", "echo", "cat", "ls", "mkdir", "id", "pwd", "env", "touch", "sleep", "nc",
+            "timeout", "mkfifo", "test",
+        ] {
+            let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+            tar.append_link(&mut h, format!("bin/{applet}"), "busybox")
+                .unwrap();
+        }
+        for (name, text) in [
+            (
+                "etc/passwd",
+                "root:x:0:0:root:/root:/bin/sh\nbuilder:x:1234:2345::/tmp:/bin/sh\n",
+            ),
+            ("etc/group", "root:x:0:\nbuilders:x:2345:\n"),
+        ] {
+            let mut h = header(tar::EntryType::Regular, 0o644, text.len() as u64);
+            tar.append_data(&mut h, name, text.as_bytes()).unwrap();
+        }
+        fs::write(path, tar.into_inner().unwrap()).unwrap();
+    }
+
+    struct Setup {
+        dir: TempDir,
+        store: Store,
+        runner: RuntimeRunner,
+        /// Build and container ids of this test, unique in the process.
+        label: String,
+    }
+
+    impl Setup {
+        fn new(label: &str) -> Setup {
+            let dir = TempDir::new(label);
+            fs::create_dir_all(dir.0.join("context")).unwrap();
+            busybox_rootfs_tar(&dir.0.join("context/busybox.tar"));
+            let store = Store::open(&dir.0.join("data"), DriverKind::Overlay).unwrap();
+            let runner = RuntimeRunner {
+                state_root: dir.0.join("runtime"),
+                runtime_exe: Some(PathBuf::from(env!("CARGO_BIN_EXE_cblock"))),
+            };
+            let setup = Setup {
+                dir,
+                store,
+                runner,
+                label: label.to_string(),
+            };
+            let (base, output) = setup.build(
+                "FROM scratch\nADD busybox.tar /\n",
+                "busybox",
+                Options::default(),
+            );
+            base.unwrap_or_else(|err| panic!("building the busybox base: {err}\n{output}"));
+            setup
+        }
+
+        fn build(
+            &self,
+            text: &str,
+            name: &str,
+            options: Options,
+        ) -> (Result<Built, build::Error>, String) {
+            let file = cblocks::cblockfile::parse("Cblockfile", text.as_bytes()).unwrap();
+            let mut options = options;
+            options.names = vec![Reference::parse(name).unwrap()];
+            let sink = Arc::new(Mutex::new(Vec::new()));
+            let output: Output = Mutex::new(Box::new(SinkWriter(sink.clone())));
+            let result = build::build(
+                &self.store,
+                &self.runner,
+                &file,
+                &self.dir.0.join("context"),
+                &options,
+                &format!("{}-{}", self.label, std::process::id()),
+                &output,
+            );
+            let text = String::from_utf8_lossy(&sink.lock().unwrap()).into_owned();
+            (result, text)
+        }
+
+        fn read(&self, image: &str, path: &str) -> Option<String> {
+            let mount_id = format!("read-{}", std::process::id());
+            let root = self.store.mount_image(&mount_id, Some(image)).unwrap();
+            let text = fs::read_to_string(root.join(path)).ok();
+            self.store.remove_mount(&mount_id).unwrap();
+            text
+        }
+
+        /// Mount points below the data directory that are still mounted.
+        fn leftover_mounts(&self) -> Vec<String> {
+            let prefix = self.dir.0.display().to_string();
+            fs::read_to_string("/proc/self/mounts")
+                .unwrap()
+                .lines()
+                .filter_map(|line| line.split(' ').nth(1))
+                .filter(|target| target.starts_with(&prefix))
+                .map(str::to_string)
+                .collect()
+        }
+    }
+
+    impl Drop for Setup {
+        fn drop(&mut self) {
+            let mut targets = self.leftover_mounts();
+            targets.sort_by_key(|target| std::cmp::Reverse(target.len()));
+            for target in targets {
+                let _ = nix::mount::umount2(target.as_str(), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+
+    struct SinkWriter(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for SinkWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn run_steps_commit_and_cache() {
+        let setup = Setup::new("run-cache");
+        let text = "FROM busybox
+ARG WHO=world
+ENV GREETING=hello
+WORKDIR /work
+RUN echo \"$GREETING $WHO from $(pwd)\" > /work/greeting
+RUN [\"/bin/sh\", \"-c\", \"id -u > /work/uid\"]
+USER builder
+RUN id -u > /tmp/builder-uid; id -g >> /tmp/builder-uid
+";
+        let (result, output) = setup.build(text, "greeter", Options::default());
+        let built = result.unwrap_or_else(|err| panic!("build failed: {err}\n{output}"));
+        assert_eq!(built.executed_steps, 4, "{output}");
+        assert_eq!(
+            setup.read("greeter", "work/greeting").as_deref(),
+            Some("hello world from /work\n")
+        );
+        assert_eq!(setup.read("greeter", "work/uid").as_deref(), Some("0\n"));
+        assert_eq!(
+            setup.read("greeter", "tmp/builder-uid").as_deref(),
+            Some("1234\n2345\n")
+        );
+        assert_eq!(
+            setup.read("greeter", "etc/resolv.conf"),
+            None,
+            "resolv.conf committed"
+        );
+
+        let (again, output) = setup.build(text, "greeter", Options::default());
+        let again = again.unwrap();
+        assert_eq!(
+            again.executed_steps, 0,
+            "a rebuild started containers:\n{output}"
+        );
+        assert_eq!(again.cached_steps, 4);
+
+        let args = Options {
+            build_args: [("WHO".to_string(), "cblocks".to_string())].into(),
+            ..Options::default()
+        };
+        let (changed, _) = setup.build(text, "greeter", args);
+        assert_eq!(
+            changed.unwrap().executed_steps,
+            3,
+            "a new ARG value reruns the RUN steps"
+        );
+        assert_eq!(
+            setup.read("greeter", "work/greeting").as_deref(),
+            Some("hello cblocks from /work\n")
+        );
+    }
+
+    #[test]
+    fn run_failure_names_step_and_status() {
+        let setup = Setup::new("run-fail");
+        let text = "FROM busybox\nRUN touch /made-before\nRUN echo failing; exit 3\n";
+        let (result, output) = setup.build(text, "broken", Options::default());
+        let err = result.expect_err("a failing RUN fails the build");
+        let message = err.to_string();
+        assert!(message.contains("Cblockfile:3"), "{message}");
+        assert!(message.contains("step 3"), "{message}");
+        assert!(message.contains("exit 3"), "{message}");
+        assert!(message.contains("status 3"), "{message}");
+        assert!(
+            output.contains("-- Step 3/3 : RUN echo failing; exit 3"),
+            "{output}"
+        );
+        assert!(
+            setup.store.resolve("broken").is_err(),
+            "an image after a failed build"
+        );
+        assert_eq!(setup.leftover_mounts(), Vec::<String>::new());
+        let state: Vec<_> = fs::read_dir(setup.dir.0.join("runtime"))
+            .map(|dir| dir.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(state.is_empty(), "runtime state left behind: {state:?}");
+    }
+
+    #[test]
+    fn run_network_none_has_only_loopback() {
+        let setup = Setup::new("run-net");
+        let text = "FROM busybox\nRUN ls /sys/class/net > /nets\n";
+        let options = Options {
+            network: Network::None,
+            ..Options::default()
+        };
+        let (result, output) = setup.build(text, "isolated", options);
+        result.unwrap_or_else(|err| panic!("build failed: {err}\n{output}"));
+        assert_eq!(setup.read("isolated", "nets").as_deref(), Some("lo\n"));
+    }
+
+    /// Returns the parser corpus: `$CBLOCKS_SHARED`, else `../shared` or
+    /// `../../shared` from the crate root.
+    fn corpus_case(name: &str) -> PathBuf {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let shared = [
+            std::env::var_os("CBLOCKS_SHARED").map(PathBuf::from),
+            Some(root.join("../shared")),
+            Some(root.join("../../shared")),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|path| path.is_dir())
+        .expect("shared test data not found: set CBLOCKS_SHARED");
+        shared.join("testdata/dockerfile-parser/cases").join(name)
+    }
+
+    #[test]
+    fn corpus_dockerfiles_build() {
+        let setup = Setup::new("run-corpus");
+        // The corpus files name Docker Hub images; the busybox image stands
+        // in for each, since these builds need nothing else from them.
+        for name in [
+            "ubuntu",
+            "ubuntu:14.04",
+            "image",
+            "busybox:buildroot-2014.02",
+        ] {
+            let reference = Reference::parse(name).unwrap();
+            setup.store.tag("busybox", &reference).unwrap();
+        }
+        let context = setup.dir.0.join("context");
+        for file in ["null", "nullfile", "vimrc", "bashrc", "test file"] {
+            fs::write(context.join(file), format!("contents of {file}\n")).unwrap();
+        }
+
+        // `env` is left out: its `ENV name='a\'b'` line is rejected by
+        // Docker's builder too (an unterminated single quote).
+        let cases = [
+            "args",
+            "escape",
+            "escape-after-comment",
+            "escape-nonewline",
+            "ADD-COPY-with-JSON",
+            "lk4d4-the-edge-case-generator",
+        ];
+        let mut failures = Vec::new();
+        for case in cases {
+            let text = fs::read_to_string(corpus_case(case).join("Dockerfile")).unwrap();
+            let (result, output) = setup.build(
+                &text,
+                &format!("corpus-{}", case.to_lowercase()),
+                Options::default(),
+            );
+            if let Err(err) = result {
+                failures.push(format!("{case}: {err}\n{output}"));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "corpus builds failed:\n{}",
+            failures.join("\n")
+        );
+
+        let env = |image: &str| {
+            let image = setup.store.resolve(image).unwrap();
+            setup
+                .store
+                .config(&image)
+                .unwrap()
+                .config
+                .unwrap()
+                .env
+                .unwrap_or_default()
+        };
+        let escaped = env("corpus-escape");
+        assert!(escaped.contains(&"GOPATH=\\go".to_string()), "{escaped:?}");
+        let edge = env("corpus-lk4d4-the-edge-case-generator");
+        assert!(edge.contains(&"SCUBA=1 DUBA 3".to_string()), "{edge:?}");
+        assert_eq!(
+            setup
+                .read("corpus-add-copy-with-json", "tmp/test file")
+                .as_deref(),
+            Some("contents of test file\n")
+        );
+        assert_eq!(
+            setup
+                .read("corpus-lk4d4-the-edge-case-generator", "tmp/passwd")
+                .as_deref(),
+            Some("root:testpass\n")
+        );
+        assert!(setup
+            .read("corpus-lk4d4-the-edge-case-generator", "test/copy/vimrc")
+            .is_some());
+    }
+
+    #[test]
+    fn independent_stages_run_in_parallel() {
+        let setup = Setup::new("run-parallel");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // With host networking the two stages meet on a loopback port: the
+        // first listens, the second connects. Built one after the other,
+        // the listener would wait for nobody and time out. The `test` keeps
+        // the shell as the container's PID 1, so that timeout can kill nc;
+        // the FIFO gives nc an input that never ends, because busybox nc
+        // stops when its input does.
+        let text = format!(
+            "FROM busybox AS listener
+RUN mkfifo /tmp/idle; timeout 30 nc -l -p {port} <>/tmp/idle > /tmp/received; test -s /tmp/received
+FROM busybox AS sender
+RUN i=0; until echo hello | nc 127.0.0.1 {port}; do i=$((i+1)); [ $i -lt 150 ] || exit 1; sleep 0.2; done; echo sent > /tmp/sent
+FROM busybox
+COPY --from=listener /tmp/received /received
+COPY --from=sender /tmp/sent /sent
+"
+        );
+        let (result, output) = setup.build(&text, "joined", Options::default());
+        result.unwrap_or_else(|err| panic!("build failed: {err}\n{output}"));
+        assert_eq!(setup.read("joined", "received").as_deref(), Some("hello\n"));
+    }
+}
