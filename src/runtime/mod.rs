@@ -629,11 +629,11 @@ impl Container {
     }
 
     /// Deletes a stopped container: removes its cgroup and state and runs
-    /// the poststop hooks. A created container is killed first, as is a
-    /// running one when `force` is set.
+    /// the poststop hooks. With `force`, a created or running container is
+    /// killed first.
     pub fn delete(self, force: bool) -> Result<(), Error> {
         let status = self.status();
-        if status == Status::Running && !force {
+        if status != Status::Stopped && !force {
             return Err(Error::WrongStatus {
                 id: self.record.id.clone(),
                 status,

@@ -500,8 +500,13 @@ fn device_rule_line(rule: &DeviceRule) -> String {
 
 /// Devices every container may use whatever its rules are, because the
 /// runtime creates them in its /dev: null, zero, full, random, urandom,
-/// tty, console, ptmx and the PTYs of its devpts instance.
+/// tty, console, ptmx and the PTYs of its devpts instance. Creating any
+/// node (`m`) is allowed too, as in runc, because the runtime makes the
+/// configured devices after joining the cgroup; using them still needs a
+/// rule.
 const STANDARD_DEVICE_RULES: &[&str] = &[
+    "c *:* m",
+    "b *:* m",
     "c 1:3 rwm",
     "c 1:5 rwm",
     "c 1:7 rwm",

@@ -821,6 +821,12 @@ fn prepare_process(
     let process = &config.process;
     process::set_rlimits(&process.rlimits)?;
 
+    // Everything that a restrictive seccomp profile might reject comes
+    // before the filter is loaded.
+    close_stray_descriptors(config, keep_fds)?;
+    enter_cwd(&process.cwd)?;
+    let program = process::find_program(process)?;
+
     let filters = match config.spec.linux.as_ref().and_then(|l| l.seccomp.as_ref()) {
         Some(profile) => seccomp::compile(profile)?,
         None => Vec::new(),
@@ -842,9 +848,6 @@ fn prepare_process(
     // SAFETY: umask has no memory effects.
     unsafe { libc::umask(umask as libc::mode_t) };
 
-    close_stray_descriptors(config, keep_fds)?;
-    enter_cwd(&process.cwd)?;
-    let program = process::find_program(process)?;
     Ok((program, late))
 }
 
