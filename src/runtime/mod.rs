@@ -52,6 +52,9 @@ pub enum Error {
     Setup(String),
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A command line that cannot be carried out; the message says why.
+    #[error("{0}")]
+    Usage(String),
     #[error(
         "the configuration uses features this runtime does not support: {0}; remove them from \
          config.json"
