@@ -1060,3 +1060,22 @@ fn podman_runs_busybox_image() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn ambient_without_inheritable_skipped() {
+    // runc's own `spec` writes ambient capabilities without inheritable
+    // ones, which the kernel cannot raise; such bundles must still run.
+    let mut bundle = Bundle::new("ambient");
+    let mut spec = bundle.spec("ambient", "grep -E '^Cap(Amb|Eff)' /proc/self/status");
+    let names: Vec<String> = vec!["CAP_KILL".into()];
+    spec.process.as_mut().unwrap().capabilities = Some(Capabilities {
+        bounding: names.clone(),
+        effective: names.clone(),
+        inheritable: Vec::new(),
+        permitted: names.clone(),
+        ambient: names,
+    });
+    let out = stdout_of(&bundle.run("ambient", &spec));
+    assert!(out.contains("CapAmb:\t0000000000000000"), "{out}");
+    assert!(out.contains("CapEff:\t0000000000000020"), "{out}");
+}

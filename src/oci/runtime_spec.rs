@@ -521,11 +521,8 @@ impl Spec {
             {
                 found.push("process.apparmorProfile (AppArmor)".to_string());
             }
-            if process
-                .selinux_label
-                .as_deref()
-                .is_some_and(|l| !l.is_empty())
-            {
+            let selinux_label = process.selinux_label.as_deref().unwrap_or_default();
+            if !selinux_label.is_empty() && selinux_enabled() {
                 found.push("process.selinuxLabel (SELinux)".to_string());
             }
             if process.io_priority.is_some() {
@@ -548,7 +545,7 @@ impl Spec {
         if linux.time_offsets.is_some() {
             found.push("linux.timeOffsets".to_string());
         }
-        if linux.mount_label.as_deref().is_some_and(|l| !l.is_empty()) {
+        if linux.mount_label.as_deref().is_some_and(|l| !l.is_empty()) && selinux_enabled() {
             found.push("linux.mountLabel (SELinux)".to_string());
         }
         for ns in &linux.namespaces {
@@ -588,6 +585,12 @@ impl Spec {
             .as_ref()
             .and_then(|linux| linux.namespaces.iter().find(|ns| ns.kind == kind))
     }
+}
+
+/// Returns whether the host enforces SELinux. Without it, SELinux labels
+/// have no meaning and are ignored, as runc and crun do.
+fn selinux_enabled() -> bool {
+    std::path::Path::new("/sys/fs/selinux/enforce").exists()
 }
 
 #[cfg(test)]

@@ -42,8 +42,11 @@ struct Args {
     /// rootless mode: auto or false (running without root is not supported)
     #[argh(option)]
     rootless: Option<String>,
+    /// print the version and exit
+    #[argh(switch, short = 'v')]
+    version: bool,
     #[argh(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -338,7 +341,17 @@ fn run(args: Args) -> crate::Result<ExitCode> {
     let _ = args.debug;
     let root = PathBuf::from(args.root.unwrap_or_default());
 
-    match args.command {
+    if args.version {
+        println!("cblock-runtime version {}", env!("CARGO_PKG_VERSION"));
+        println!("spec: {}", crate::oci::runtime_spec::OCI_VERSION);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(command) = args.command else {
+        return Err(usage(
+            "a command is missing; run cblock-runtime --help for the list".into(),
+        ));
+    };
+    match command {
         Command::Create(a) => create(&root, a),
         Command::Start(a) => {
             Container::load(&root, &a.id)?.start()?;
@@ -361,7 +374,7 @@ fn run(args: Args) -> crate::Result<ExitCode> {
 }
 
 fn usage(message: String) -> crate::Error {
-    crate::Error::Runtime(Error::Config(message))
+    crate::Error::Runtime(Error::Usage(message))
 }
 
 fn console_mode(console_socket: Option<String>) -> ConsoleMode {
@@ -870,7 +883,7 @@ mod tests {
         ]);
         assert_eq!(args.root.as_deref(), Some("/run/r"));
         assert_eq!(args.log_format, "json");
-        let Command::Create(create) = args.command else {
+        let Some(Command::Create(create)) = args.command else {
             panic!("expected create");
         };
         assert_eq!(create.bundle, "/b");
@@ -880,7 +893,7 @@ mod tests {
 
     #[test]
     fn kill_takes_optional_signal() {
-        let Command::Kill(kill) = parse(&["kill", "--all", "c1", "KILL"]).command else {
+        let Some(Command::Kill(kill)) = parse(&["kill", "--all", "c1", "KILL"]).command else {
             panic!("expected kill");
         };
         assert!(kill.all);
@@ -889,7 +902,7 @@ mod tests {
 
     #[test]
     fn exec_argv_form_keeps_dashes() {
-        let Command::Exec(exec) = parse(&["exec", "-t", "c1", "sh", "-c", "echo hi"]).command
+        let Some(Command::Exec(exec)) = parse(&["exec", "-t", "c1", "sh", "-c", "echo hi"]).command
         else {
             panic!("expected exec");
         };

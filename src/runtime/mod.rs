@@ -19,7 +19,7 @@ mod state;
 use std::fs;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -52,6 +52,9 @@ pub enum Error {
     Setup(String),
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A command line that cannot be carried out; the message says why.
+    #[error("{0}")]
+    Usage(String),
     #[error(
         "the configuration uses features this runtime does not support: {0}; remove them from \
          config.json"
@@ -474,14 +477,20 @@ impl Container {
     pub fn start(&mut self) -> Result<(), Error> {
         self.require("start", &[Status::Created], "created")?;
         let fifo = self.state_dir.join(state::EXEC_FIFO);
-        let mut reader = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&fifo)
-            .map_err(io_error(format!(
-                "opening the exec FIFO {}",
-                fifo.display()
-            )))?;
+        // Opened through nix: the standard library's open loses custom flags
+        // such as O_NONBLOCK in the musl build.
+        let flags = nix::fcntl::OFlag::O_RDONLY
+            | nix::fcntl::OFlag::O_NONBLOCK
+            | nix::fcntl::OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::open(&fifo, flags, nix::sys::stat::Mode::empty()).map_err(|e| {
+            Error::Io {
+                context: format!("opening the exec FIFO {}", fifo.display()),
+                source: e.into(),
+            }
+        })?;
+        // SAFETY: fd was just opened and is owned by nothing else.
+        let mut reader =
+            fs::File::from(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
 
         // The container opens its end once this end exists; wait for its
         // byte while checking that it is still alive.
@@ -623,11 +632,11 @@ impl Container {
     }
 
     /// Deletes a stopped container: removes its cgroup and state and runs
-    /// the poststop hooks. A created container is killed first, as is a
-    /// running one when `force` is set.
+    /// the poststop hooks. With `force`, a created or running container is
+    /// killed first.
     pub fn delete(self, force: bool) -> Result<(), Error> {
         let status = self.status();
-        if status == Status::Running && !force {
+        if status != Status::Stopped && !force {
             return Err(Error::WrongStatus {
                 id: self.record.id.clone(),
                 status,

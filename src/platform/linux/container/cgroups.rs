@@ -230,8 +230,14 @@ pub fn create(path: &str, resources: Option<&Resources>, pid: i32) -> Result<Cgr
                     dir.display()
                 )));
             }
-            if hierarchy.unified {
+            if hierarchy.unified && unified_only {
                 enable_controllers(&hierarchy.mount, &dir)?;
+            } else if hierarchy.unified {
+                // Hybrid layout: the cgroup2 mount only tracks processes
+                // here. Enabling a controller in it would keep that
+                // controller from being mounted as a v1 hierarchy.
+                fs::create_dir_all(&dir)
+                    .map_err(|e| io_error(format!("creating cgroup {}", dir.display()), e))?;
             } else {
                 let cpuset = hierarchy.controllers.iter().any(|c| c == "cpuset");
                 create_dir(&dir, cpuset)?;
@@ -239,7 +245,13 @@ pub fn create(path: &str, resources: Option<&Resources>, pid: i32) -> Result<Cgr
             cgroup.dirs.push(dir.clone());
             if let Some(resources) = resources {
                 if hierarchy.unified {
-                    apply_v2(&dir, &hierarchy.controllers, resources, unified_only)?;
+                    apply_v2(
+                        &hierarchy.mount,
+                        &dir,
+                        &hierarchy.controllers,
+                        resources,
+                        unified_only,
+                    )?;
                 } else {
                     apply_v1(&dir, &hierarchy.controllers, resources)?;
                 }
@@ -488,8 +500,13 @@ fn device_rule_line(rule: &DeviceRule) -> String {
 
 /// Devices every container may use whatever its rules are, because the
 /// runtime creates them in its /dev: null, zero, full, random, urandom,
-/// tty, console, ptmx and the PTYs of its devpts instance.
+/// tty, console, ptmx and the PTYs of its devpts instance. Creating any
+/// node (`m`) is allowed too, as in runc, because the runtime makes the
+/// configured devices after joining the cgroup; using them still needs a
+/// rule.
 const STANDARD_DEVICE_RULES: &[&str] = &[
+    "c *:* m",
+    "b *:* m",
     "c 1:3 rwm",
     "c 1:5 rwm",
     "c 1:7 rwm",
@@ -517,6 +534,7 @@ fn apply_devices_v1(dir: &Path, rules: &[DeviceRule]) -> Result<(), Error> {
 }
 
 fn apply_v2(
+    mount: &Path,
     dir: &Path,
     controllers: &[String],
     resources: &Resources,
@@ -525,8 +543,10 @@ fn apply_v2(
     let has = |name: &str| controllers.iter().any(|c| c == name);
     if !unified_only {
         // Hybrid layout: the v1 hierarchies carry every limit except those
-        // whose controller lives only here.
-        if has("hugetlb") {
+        // whose controller lives only here, which needs the controller
+        // enabled for this cgroup.
+        if has("hugetlb") && !resources.hugepage_limits.is_empty() {
+            enable_controllers(mount, dir)?;
             for limit in &resources.hugepage_limits {
                 let name = format!("hugetlb.{}.max", limit.page_size);
                 write_file(dir, &name, &limit.limit.to_string())?;

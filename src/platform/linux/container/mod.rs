@@ -653,17 +653,10 @@ fn start_container(
     // The FIFO is opened by path now, while the state directory is still
     // reachable, and reopened for writing through /proc after pivot_root.
     let fifo = match &config.exec_fifo {
-        Some(path) => Some(
-            fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-                .open(path)
-                .map(OwnedFd::from)
-                .map_err(|e| Error::Io {
-                    context: format!("opening the exec FIFO {}", path.display()),
-                    source: e,
-                })?,
-        ),
+        Some(path) => Some(open_path(path).map_err(|e| Error::Io {
+            context: format!("opening the exec FIFO {}", path.display()),
+            source: e,
+        })?),
         None => None,
     };
 
@@ -736,6 +729,20 @@ fn start_container(
         }
     }
     finish_and_exec(&program, process, seccomp_late)
+}
+
+/// Opens `path` with O_PATH, which never blocks on a FIFO. Called directly
+/// because the standard library's open drops O_PATH in the musl build.
+fn open_path(path: &Path) -> io::Result<OwnedFd> {
+    let c_path = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: c_path is a valid C string; the result is checked.
+    let fd = unsafe { libc::open(c_path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just opened and is owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Blocks until `start` opens the FIFO for reading, then writes the byte
@@ -814,6 +821,12 @@ fn prepare_process(
     let process = &config.process;
     process::set_rlimits(&process.rlimits)?;
 
+    // Everything that a restrictive seccomp profile might reject comes
+    // before the filter is loaded.
+    close_stray_descriptors(config, keep_fds)?;
+    enter_cwd(&process.cwd)?;
+    let program = process::find_program(process)?;
+
     let filters = match config.spec.linux.as_ref().and_then(|l| l.seccomp.as_ref()) {
         Some(profile) => seccomp::compile(profile)?,
         None => Vec::new(),
@@ -835,9 +848,6 @@ fn prepare_process(
     // SAFETY: umask has no memory effects.
     unsafe { libc::umask(umask as libc::mode_t) };
 
-    close_stray_descriptors(config, keep_fds)?;
-    enter_cwd(&process.cwd)?;
-    let program = process::find_program(process)?;
     Ok((program, late))
 }
 

@@ -282,8 +282,12 @@ pub fn set_identity(process: &Process, setgroups_allowed: bool) -> Result<(), Er
             0,
         )
     };
+    // NOTE: an ambient capability that is not also inheritable cannot be
+    // raised. runc's own `spec` writes such configurations, and runc and
+    // crun skip those capabilities, so this runtime skips them as well.
+    let raisable = ambient & inheritable & permitted;
     for cap in 0..64u32 {
-        if ambient & (1 << cap) != 0 {
+        if raisable & (1 << cap) != 0 {
             // SAFETY: prctl with integer arguments.
             let rc = unsafe {
                 libc::prctl(

@@ -204,13 +204,31 @@ fn check_architectures(architectures: &[String]) -> Result<(), Error> {
     )))
 }
 
-/// Loads compiled filters into the calling thread, in order.
+/// Loads compiled filters into the calling thread, in order. Called
+/// directly instead of through seccompiler's `apply_filter`, which also sets
+/// no_new_privs, against a configuration that leaves it off.
 pub fn load(programs: &[BpfProgram]) -> Result<(), Error> {
     for program in programs {
-        seccompiler::apply_filter(program).map_err(|e| Error::Io {
-            context: format!("loading the seccomp filter: {e}"),
-            source: std::io::Error::last_os_error(),
-        })?;
+        let fprog = libc::sock_fprog {
+            len: program.len() as libc::c_ushort,
+            // seccompiler's sock_filter has the kernel's layout, like libc's.
+            filter: program.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: fprog points to `program`, which outlives the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &fprog as *const libc::sock_fprog,
+            )
+        };
+        if rc != 0 {
+            return Err(Error::Io {
+                context: "loading the seccomp filter".into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
     }
     Ok(())
 }
