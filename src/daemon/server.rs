@@ -443,7 +443,7 @@ fn stop(
     )?;
     match supervisor_response(instance, &mut supervisor)? {
         SupervisorResponse::Stopped { status } => {
-            // Answer once the root file system is released, so that the
+            // Respond once the root file system is released, so that the
             // caller may remove or prune the instance right away.
             if !wait_cleanup(daemon, id) {
                 log_warn!(Some(id), "stopped, but its cleanup is still running");
