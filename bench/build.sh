@@ -132,7 +132,7 @@ start_cblocks() {
         note "'cblock build -n $base' of the busybox archive failed: $(tail -n 1 "$work/base.log")"
         return 1
     fi
-    if ! "$cblock" build -q --network none -n "$app" "$work/context" > "$work/app.log" 2>&1; then
+    if ! "$cblock" build -q --network none -n "$app" -f "$work/context/Dockerfile" "$work/context" > "$work/app.log" 2>&1; then
         note "'cblock build -n $app' failed: $(tail -n 1 "$work/app.log")"
         return 1
     fi
@@ -156,8 +156,8 @@ bud="${buildah[*]} bud ${buildah_bud_flags[*]}"
 hyperfine_args=(-N --runs "$runs" --warmup 1 --export-json "$out/build.json"
     --export-markdown "$out/build.md")
 if [ -n "$cblock" ]; then
-    hyperfine_args+=(-n "cblock build, cold" "$cblock build -q --no-cache --network none -n $app $work/context"
-        -n "cblock build, no change" "$cblock build -q --network none -n $app $work/context")
+    hyperfine_args+=(-n "cblock build, cold" "$cblock build -q --no-cache --network none -n $app -f $work/context/Dockerfile $work/context"
+        -n "cblock build, no change" "$cblock build -q --network none -n $app -f $work/context/Dockerfile $work/context")
 fi
 hyperfine_args+=(-n "buildah bud, cold" "$bud --no-cache -t $app $work/context"
     -n "buildah bud, no change" "$bud -t $app $work/context")
@@ -174,4 +174,5 @@ if [ -n "$cblock" ]; then
         "$out/build.json"
 fi
 echo
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "results: $out/build.json, $out/build.md"

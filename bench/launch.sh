@@ -86,36 +86,37 @@ tar -C "$work/rootfs" -cf "$work/busybox-rootfs.tar" .
 
 # --- The cblocks half -------------------------------------------------------
 
-# Stops every instance of the private daemon, then the supervisors that
-# outlived it.
+# Prints the pids of the per-container supervisors of the private daemon.
+# NOTE: this relies on each supervisor having its instance directory under
+# the daemon's data directory on its command line, as `cblock _supervisor`
+# does now. Because the data directory is private to this run, the match
+# never reaches another daemon's containers.
+cblocks_supervisor_pids() {
+    local pid
+    for pid in $(ls /proc | grep -E '^[0-9]+$'); do
+        [ "$pid" != "$cblockd_pid" ] || continue
+        tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "_supervisor .*$work/cblocks/data/" || continue
+        echo "$pid"
+    done
+}
+
+# Kills and removes every instance of the private daemon, then ends the
+# supervisors that are still alive, which only a failed kill leaves.
 stop_cblocks_instances() {
-    local instance
+    local instance pid
     for instance in $("$cblock" instances -q 2>/dev/null); do
         "$cblock" instances --kill "$instance" >/dev/null 2>&1 || true
     done
     "$cblock" instances --prune >/dev/null 2>&1 || true
-}
-
-# Prints the pids of the processes running the cblock binary in this pid
-# namespace, except cblockd: the per-container supervisors.
-# TODO: ask cblockd for the supervisor pids once `instances --format json`
-# reports them; this match also counts any other cblock process.
-cblocks_supervisor_pids() {
-    local pid exe own_ns
-    own_ns=$(readlink /proc/self/ns/pid)
-    for pid in $(ls /proc | grep -E '^[0-9]+$'); do
-        [ "$pid" != "$cblockd_pid" ] || continue
-        exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
-        [ "$exe" = "$cblock_real" ] || continue
-        [ "$(readlink "/proc/$pid/ns/pid" 2>/dev/null)" = "$own_ns" ] || continue
-        echo "$pid"
+    for pid in $(cblocks_supervisor_pids); do
+        kill "$pid" 2>/dev/null || true
     done
 }
 
 # Starts a private cblockd and builds the image from the same archive.
 # Prints why and returns false when any step fails.
 start_cblocks() {
-    local tries=0 status
+    local tries=0 status cblock_real
     cblock_real=$(realpath "$1")
     mkdir -p "$work/bin" "$work/cblocks" "$work/context"
     ln -s "$cblock_real" "$work/bin/cblock"
@@ -222,8 +223,13 @@ if [ -n "$cblock" ]; then
     done
     sleep 1
     read -r count rss pss <<< "$(mean_memory $(cblocks_supervisor_pids))"
-    report "cblocks supervisor per container ($count found): mean VmRSS $rss, mean Pss $pss"
+    if [ "$count" = 0 ]; then
+        note "no supervisor found: no process has '_supervisor' and $work/cblocks/data/ on its command line"
+    else
+        report "cblocks supervisor per container ($count found): mean VmRSS $rss, mean Pss $pss"
+    fi
     stop_cblocks_instances
 fi
 echo
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "results: $out/launch.json, $out/launch.md, $out/launch-memory.txt"

@@ -80,7 +80,7 @@ make_busybox_bundle() {
 }
 
 # hugetlb as a cgroup v1 hierarchy. On a hybrid layout whose cgroup2 mount
-# holds only hugetlb, crun 1.8 (Debian 12) rejects every container with
+# contains only hugetlb, crun 1.8 (Debian 12) rejects every container with
 # "cgroups in hybrid mode not supported, drop all controllers from
 # cgroupv2". Mounting hugetlb as a v1 hierarchy takes it out of cgroup2, and
 # unmounting gives it back.
@@ -108,11 +108,46 @@ hugetlb_v1_mount() {
     if ! mount -t cgroup -o hugetlb cgroup "$hugetlb_v1_dir" 2>/dev/null; then
         [ -z "$hugetlb_v1_made_dir" ] || rmdir "$hugetlb_v1_dir"
         hugetlb_v1_made_dir=
-        note "mounting hugetlb as a cgroup v1 hierarchy on $hugetlb_v1_dir failed because cgroup2 uses it (cgroup.subtree_control under /sys/fs/cgroup/unified lists hugetlb): crun 1.8 will reject every container; remove hugetlb from those subtree_control files to measure crun"
+        note "mounting hugetlb as a cgroup v1 hierarchy on $hugetlb_v1_dir failed because cgroup2 uses it (cgroup.subtree_control under /sys/fs/cgroup/unified lists hugetlb)"
         return 1
     fi
     hugetlb_v1_mounted=1
     note "mounted hugetlb as a cgroup v1 hierarchy on $hugetlb_v1_dir (removed again on exit)"
+}
+
+# Prepares a cgroup layout that crun 1.8 accepts, for the script SCRIPT
+# called with ARGS. On a hybrid layout whose cgroup2 mount contains hugetlb it
+# mounts hugetlb as a v1 hierarchy. When the kernel refuses that mount, it
+# runs the script again in a private mount namespace without the cgroup2
+# mount, where runtimes see a pure cgroup v1 layout without hugetlb. Nothing
+# outside that namespace changes then.
+prepare_cgroup_layout() {
+    local script=$1
+    shift
+    if [ -n "${CBLOCKS_CGROUP2_HIDDEN:-}" ]; then
+        umount /sys/fs/cgroup/unified ||
+            die "unmounting /sys/fs/cgroup/unified in the private mount namespace failed: run with the layout as it is (HUGETLB_V1=no for the conformance run)"
+        note "running in a private mount namespace without the cgroup2 mount: a pure cgroup v1 layout without hugetlb"
+        return 0
+    fi
+    hugetlb_v1_mount && return 0
+
+    require_command unshare util-linux
+    note "running again in a private mount namespace without the cgroup2 mount instead"
+    exec unshare --mount --propagation private env CBLOCKS_CGROUP2_HIDDEN=1 bash "$script" "$@"
+}
+
+# Describes the cgroup layout for the records: which hierarchy contains hugetlb.
+describe_cgroup_layout() {
+    if [ -n "${CBLOCKS_CGROUP2_HIDDEN:-}" ]; then
+        echo "cgroup v1 only (cgroup2 hidden in a private mount namespace, no hugetlb)"
+    elif [ -n "$hugetlb_v1_mounted" ]; then
+        echo "hybrid, hugetlb mounted as a v1 hierarchy"
+    elif hugetlb_in_hybrid_cgroup2; then
+        echo "hybrid, hugetlb in cgroup2"
+    else
+        echo "as found"
+    fi
 }
 
 # Prints the hierarchy id of hugetlb from /proc/cgroups: 0 means cgroup2.

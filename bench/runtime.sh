@@ -19,9 +19,11 @@
 # Each runtime keeps its state under its own --root in a temporary
 # directory. `run` without --detach deletes the container when /bin/true
 # exits, so every timed run creates and deletes a container under the same
-# id. On a hybrid cgroup layout whose cgroup2 mount holds hugetlb, hugetlb is
+# id. On a hybrid cgroup layout whose cgroup2 mount contains hugetlb, hugetlb is
 # mounted as a v1 hierarchy for the whole run, because crun 1.8 rejects that
-# layout otherwise, and removed again on exit.
+# layout otherwise, and removed again on exit. When cgroup2 uses hugetlb and
+# the kernel refuses that mount, the script runs in a private mount
+# namespace without the cgroup2 mount instead.
 set -eu
 
 prog=bench/runtime
@@ -41,11 +43,17 @@ require_command crun crun
 require_command runc runc
 require_command jq jq
 
+prepare_cgroup_layout "$here/runtime.sh" "$@"
+trap hugetlb_v1_release EXIT
+
 runs=${RUNS:-200}
 warmup=${WARMUP:-10}
 out=${BENCH_OUT:-/var/tmp/cblocks-bench}
 mkdir -p "$out"
-describe_machine | tee "$out/runtime-machine.txt"
+{
+    describe_machine
+    echo "cgroups: $(describe_cgroup_layout)"
+} | tee "$out/runtime-machine.txt"
 
 work=$(mktemp -d /var/tmp/cblocks-bench-runtime.XXXXXX)
 chmod 755 "$work"
@@ -69,7 +77,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 make_busybox_bundle "$bundle" /bin/true
-hugetlb_v1_mount || true
 
 add_runtime() {
     local name=$1 path=$2
@@ -81,15 +88,13 @@ add_runtime crun "$(command -v crun)"
 add_runtime runc "$(command -v runc)"
 
 # The multi-call binary picks its role from its name, so cblock-runtime is
-# a link to the binary unless the path given already has that name.
+# a link to it. The link also keeps spaces out of the command lines, which
+# are split on spaces.
 if [ -n "${1:-}" ]; then
-    cblock_runtime=$(realpath "$1")
-    if [ "$(basename "$1")" != cblock-runtime ]; then
-        mkdir -p "$work/bin"
-        ln -s "$cblock_runtime" "$work/bin/cblock-runtime"
-        cblock_runtime=$work/bin/cblock-runtime
-    fi
-    add_runtime cblock-runtime "$cblock_runtime"
+    [ -x "$1" ] || die "cblock binary $1 is not an executable file: pass the path of cblock or cblock-runtime"
+    mkdir -p "$work/bin"
+    ln -s "$(realpath "$1")" "$work/bin/cblock-runtime"
+    add_runtime cblock-runtime "$work/bin/cblock-runtime"
 else
     note "no cblock binary given: measuring crun and runc only"
 fi
@@ -112,7 +117,7 @@ names=()
 for name in cblock-runtime crun runc; do
     [ -n "${runtime_cmd[$name]:-}" ] && names+=("$name")
 done
-[ "${#names[@]}" -gt 0 ] || die "no runtime ran the busybox bundle"
+[ "${#names[@]}" -gt 0 ] || die "no runtime ran the busybox bundle: see the reasons above"
 reference=crun
 [ -n "${runtime_cmd[crun]:-}" ] || reference=runc
 [ -n "${runtime_cmd[$reference]:-}" ] || reference=${names[0]}
@@ -168,6 +173,10 @@ smallest_memory_limit() {
         high=$((high + high / 16 + 1))
         tries=$((tries + 1))
     done
+    if [ "$passes" != 3 ]; then
+        echo "unstable: runs still fail at random with $((high * page / 1024))"
+        return
+    fi
     echo $((high * page / 1024))
 }
 
@@ -180,4 +189,5 @@ for name in "${names[@]}"; do
     printf '  %s: %s KiB\n' "$name" "$limit" | tee -a "$out/runtime-memory.txt"
 done
 echo
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "results: $out/runtime.json, $out/runtime.md, $out/runtime-memory.txt"

@@ -4,9 +4,9 @@
 //! `cblock-runtime`, and `fetch` inside the forge image; anything else acts as
 //! `cblock`). Under the `cblock` name a first word of `daemon`, `warden` or
 //! `runtime` selects that program, so a single copied file works without
-//! symlinks. The internal roles, the per-container supervisor and the init
-//! inside a container, are first words that begin with an underscore and are
-//! not meant to be typed.
+//! symlinks. The internal roles, the per-container supervisor, the init
+//! inside a container and the build process, are first words that begin with
+//! an underscore and are not meant to be typed.
 //!
 //! Exit status: 0 on success, 1 on failure, 2 on a usage error. Commands that
 //! wait for a container return its exit status instead.
@@ -30,6 +30,7 @@ pub enum Role {
     Runtime,
     Supervisor,
     Init,
+    Build,
     Fetch,
 }
 
@@ -43,6 +44,7 @@ impl Role {
             Role::Runtime => "cblock-runtime",
             Role::Supervisor => "cblock-supervisor",
             Role::Init => "cblock-init",
+            Role::Build => "cblock-build",
             Role::Fetch => "fetch",
         }
     }
@@ -71,6 +73,7 @@ pub fn select(argv: &[String]) -> (Role, &[String]) {
         Some("runtime") => Role::Runtime,
         Some("_supervisor") => Role::Supervisor,
         Some("_init") => Role::Init,
+        Some("_build") => Role::Build,
         _ => return (Role::Client, rest),
     };
     (role, &rest[1..])
@@ -97,6 +100,7 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
         Role::Runtime => crate::runtime::cli::main(args),
         Role::Supervisor => crate::console::supervisor_main(args),
         Role::Init => crate::runtime::init_main(args),
+        Role::Build => crate::build::job::main(args),
         Role::Fetch => crate::forge::fetch::main(args),
     };
 

@@ -386,11 +386,21 @@ CMD [\"--serve\"]
         let text = "FROM scratch\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\nENV X=1\n";
 
         let (first, _) = setup.build(text, "cached", Options::default());
-        assert_eq!(first.unwrap().executed_steps, 2);
+        let first = first.unwrap();
+        assert_eq!(first.executed_steps, 2);
 
         let (second, output) = setup.build(text, "cached", Options::default());
         let second = second.unwrap();
         assert_eq!(second.executed_steps, 0, "{output}");
+        assert_eq!(
+            second.image.id, first.image.id,
+            "a cached rebuild makes the same image"
+        );
+        assert_eq!(
+            setup.store.images().unwrap().len(),
+            1,
+            "no unnamed image left"
+        );
         assert_eq!(second.cached_steps, 2, "{output}");
         assert!(output.contains(" ---> Using cache"), "{output}");
 
@@ -639,7 +649,8 @@ mod run_steps {
         tar.append_data(&mut h, "bin/busybox", busybox.as_slice())
             .unwrap();
         for applet in [
-            "sh", "echo", "cat", "ls", "mkdir", "id", "pwd", "env", "touch", "sleep",
+            "sh", "echo", "cat", "ls", "mkdir", "id", "pwd", "env", "touch", "sleep", "nc",
+            "timeout", "mkfifo", "test",
         ] {
             let mut h = header(tar::EntryType::Symlink, 0o777, 0);
             tar.append_link(&mut h, format!("bin/{applet}"), "busybox")
@@ -849,5 +860,129 @@ RUN id -u > /tmp/builder-uid; id -g >> /tmp/builder-uid
         let (result, output) = setup.build(text, "isolated", options);
         result.unwrap_or_else(|err| panic!("build failed: {err}\n{output}"));
         assert_eq!(setup.read("isolated", "nets").as_deref(), Some("lo\n"));
+    }
+
+    /// Returns the parser corpus: `$CBLOCKS_SHARED`, else `../shared` or
+    /// `../../shared` from the crate root.
+    fn corpus_case(name: &str) -> PathBuf {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let shared = [
+            std::env::var_os("CBLOCKS_SHARED").map(PathBuf::from),
+            Some(root.join("../shared")),
+            Some(root.join("../../shared")),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|path| path.is_dir())
+        .expect("shared test data not found: set CBLOCKS_SHARED");
+        shared.join("testdata/dockerfile-parser/cases").join(name)
+    }
+
+    #[test]
+    fn corpus_dockerfiles_build() {
+        let setup = Setup::new("run-corpus");
+        // The corpus files name Docker Hub images; the busybox image stands
+        // in for each, since these builds need nothing else from them.
+        for name in [
+            "ubuntu",
+            "ubuntu:14.04",
+            "image",
+            "busybox:buildroot-2014.02",
+        ] {
+            let reference = Reference::parse(name).unwrap();
+            setup.store.tag("busybox", &reference).unwrap();
+        }
+        let context = setup.dir.0.join("context");
+        for file in ["null", "nullfile", "vimrc", "bashrc", "test file"] {
+            fs::write(context.join(file), format!("contents of {file}\n")).unwrap();
+        }
+
+        // `env` is left out: its `ENV name='a\'b'` line is rejected by
+        // Docker's builder too (an unterminated single quote).
+        let cases = [
+            "args",
+            "escape",
+            "escape-after-comment",
+            "escape-nonewline",
+            "ADD-COPY-with-JSON",
+            "lk4d4-the-edge-case-generator",
+        ];
+        let mut failures = Vec::new();
+        for case in cases {
+            let text = fs::read_to_string(corpus_case(case).join("Dockerfile")).unwrap();
+            let (result, output) = setup.build(
+                &text,
+                &format!("corpus-{}", case.to_lowercase()),
+                Options::default(),
+            );
+            if let Err(err) = result {
+                failures.push(format!("{case}: {err}\n{output}"));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "corpus builds failed:\n{}",
+            failures.join("\n")
+        );
+
+        let env = |image: &str| {
+            let image = setup.store.resolve(image).unwrap();
+            setup
+                .store
+                .config(&image)
+                .unwrap()
+                .config
+                .unwrap()
+                .env
+                .unwrap_or_default()
+        };
+        let escaped = env("corpus-escape");
+        assert!(escaped.contains(&"GOPATH=\\go".to_string()), "{escaped:?}");
+        let edge = env("corpus-lk4d4-the-edge-case-generator");
+        assert!(edge.contains(&"SCUBA=1 DUBA 3".to_string()), "{edge:?}");
+        assert_eq!(
+            setup
+                .read("corpus-add-copy-with-json", "tmp/test file")
+                .as_deref(),
+            Some("contents of test file\n")
+        );
+        assert_eq!(
+            setup
+                .read("corpus-lk4d4-the-edge-case-generator", "tmp/passwd")
+                .as_deref(),
+            Some("root:testpass\n")
+        );
+        assert!(setup
+            .read("corpus-lk4d4-the-edge-case-generator", "test/copy/vimrc")
+            .is_some());
+    }
+
+    #[test]
+    fn independent_stages_run_in_parallel() {
+        let setup = Setup::new("run-parallel");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // With host networking the two stages meet on a loopback port: the
+        // first listens, the second connects. Built one after the other,
+        // the listener would wait for nobody and time out. The `test` keeps
+        // the shell as the container's PID 1, so that timeout can kill nc;
+        // the FIFO gives nc an input that never ends, because busybox nc
+        // stops when its input does.
+        let text = format!(
+            "FROM busybox AS listener
+RUN mkfifo /tmp/idle; timeout 30 nc -l -p {port} <>/tmp/idle > /tmp/received; test -s /tmp/received
+FROM busybox AS sender
+RUN i=0; until echo hello | nc 127.0.0.1 {port}; do i=$((i+1)); [ $i -lt 150 ] || exit 1; sleep 0.2; done; echo sent > /tmp/sent
+FROM busybox
+COPY --from=listener /tmp/received /received
+COPY --from=sender /tmp/sent /sent
+"
+        );
+        let (result, output) = setup.build(&text, "joined", Options::default());
+        result.unwrap_or_else(|err| panic!("build failed: {err}\n{output}"));
+        assert_eq!(setup.read("joined", "received").as_deref(), Some("hello\n"));
     }
 }

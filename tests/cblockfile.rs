@@ -552,8 +552,18 @@ fn original_root_meaning() {
             ("PATH".into(), "/usr/local/go125/bin:$PATH".into()),
         ]
     );
-    assert_eq!(run_commands(stage).len(), 5);
-    assert_eq!(run_commands(stage)[4], sh("./ci/build.sh"));
+
+    assert_eq!(
+        run_commands(stage),
+        [
+            sh("pkg install go125"),
+            sh("go install github.com/golangci/golangci-lint/cmd/golangci-lint@latest"),
+            sh("mkdir /build"),
+            sh("mkdir -p /usr/local/etc/rc.d"),
+            sh("./ci/build.sh"),
+        ]
+    );
+
     let workdir = stage
         .instructions
         .iter()
@@ -565,6 +575,7 @@ fn original_root_meaning() {
         workdir,
         Some(("\"/build\"".to_string(), "/build".to_string()))
     );
+
     assert_eq!(entrypoint_argv(&file), None);
     assert!(file.osrelease.is_none());
     assert!(file.auditcfg.is_none());
@@ -985,6 +996,10 @@ fn other_checks_rejected() {
         ("FROM a\nENV A =\n", "has no value after the '='"),
         ("# escape=x\nFROM a\n", "invalid escape character"),
         ("FROM a\nCOPY x <<EOF\nbody\nEOF\n", "cannot be a heredoc"),
+        (
+            "ENTRYPOINT [\"/bin/sh\"]\n",
+            "the file has no FROM instruction",
+        ),
     ];
     for (text, expected) in cases {
         let (_, message) = parse_err(text);
@@ -1152,13 +1167,21 @@ fn cli_build_usage_errors() {
         stderr(&output)
     );
 
-    let output = cblock(&["build", "-n", "demo", context]);
+    // Past the checks the build starts, and fails on the missing base image
+    // without leaving a build behind in its own data directory.
+    let data_dir = TempDir::new("cli-build-data");
+    let data = data_dir.0.join("data");
+    let output = cblock(&["build", "-d", data.to_str().unwrap(), "-n", "demo", context]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
-        stderr(&output).contains("not implemented"),
+        stderr(&output).contains("base image \"a\""),
         "{}",
         stderr(&output)
     );
+    let builds: Vec<_> = std::fs::read_dir(data.join("builds"))
+        .map(|dir| dir.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(builds.is_empty(), "left behind: {builds:?}");
 }
 
 #[test]

@@ -534,6 +534,30 @@ fn opaque_hides_lower_keeps_own() {
 }
 
 #[test]
+fn opaque_after_own_entries_hides_lower() {
+    // The layer writes dir/sub/x before marking dir opaque: the lower
+    // dir/sub/y and dir/z must go, dir/sub/x must stay.
+    let scratch = Scratch::new("opaque-late");
+    let root = scratch.root();
+    run(
+        &scratch,
+        &archive(&[file("dir/sub/y", b"y"), file("dir/z", b"z")]),
+    )
+    .unwrap();
+    run(
+        &scratch,
+        &archive(&[file("dir/sub/x", b"x"), file("dir/.wh..wh..opq", b"")]),
+    )
+    .unwrap();
+    assert_eq!(fs::read(root.join("dir/sub/x")).unwrap(), b"x");
+    assert!(
+        !root.join("dir/sub/y").exists(),
+        "lower file under a kept dir survived"
+    );
+    assert!(!root.join("dir/z").exists(), "lower file survived");
+}
+
+#[test]
 fn whiteout_lookalikes_are_files() {
     let scratch = Scratch::new("lookalike");
     let root = scratch.root();
@@ -626,4 +650,65 @@ fn compressed_layers_read() {
             "{tag}"
         );
     }
+}
+
+#[test]
+fn xattrs_extracted_and_filtered() {
+    let scratch = Scratch::new("xattr");
+    let bytes = archive(&[
+        pax(&[("SCHILY.xattr.user.origin", "cblocks")]),
+        file("tagged", b"t"),
+        pax(&[("SCHILY.xattr.trusted.overlay.opaque", "y")]),
+        raw("sneaky/", b'5'),
+    ]);
+    run(&scratch, &bytes).unwrap();
+    let xattrs = cblocks::platform::storage::read_xattrs(&scratch.root().join("tagged")).unwrap();
+    assert!(
+        xattrs.contains(&(b"user.origin".to_vec(), b"cblocks".to_vec())),
+        "{xattrs:?}"
+    );
+    let sneaky = cblocks::platform::storage::read_xattrs(&scratch.root().join("sneaky")).unwrap();
+    assert!(
+        !sneaky
+            .iter()
+            .any(|(k, _)| k.starts_with(b"trusted.overlay.")),
+        "an overlay attribute from a layer was applied: {sneaky:?}"
+    );
+}
+
+#[test]
+fn xattrs_survive_diff_and_extract() {
+    let scratch = Scratch::new("xattr-diff");
+    let tree = scratch.0.join("tree");
+    fs::create_dir(&tree).unwrap();
+    fs::write(tree.join("f"), b"f").unwrap();
+    let path =
+        std::ffi::CString::new(tree.join("f").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: valid C strings and a buffer of the given length.
+    let ret = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            c"user.kept".as_ptr(),
+            b"yes".as_ptr() as *const libc::c_void,
+            3,
+            0,
+        )
+    };
+    assert_eq!(ret, 0, "cannot set a user xattr in {}", tree.display());
+
+    let mut tar = Vec::new();
+    cblocks::storage::write_diff(
+        cblocks::storage::DiffSource::Trees {
+            lower: None,
+            upper: &tree,
+        },
+        &mut tar,
+    )
+    .unwrap();
+    run(&scratch, &tar).unwrap();
+    let xattrs = cblocks::platform::storage::read_xattrs(&scratch.root().join("f")).unwrap();
+    assert!(
+        xattrs.contains(&(b"user.kept".to_vec(), b"yes".to_vec())),
+        "{xattrs:?}"
+    );
 }

@@ -518,6 +518,56 @@ fn save_load_round_trip() {
     assert!(names_in(&scratch.path("c/store/tmp")).is_empty());
 }
 
+#[test]
+fn load_paths_stay_in_archive() {
+    let scratch = Scratch::new("loadpaths");
+    let store = Store::open(&scratch.0, DriverKind::Vfs).unwrap();
+    let secret = scratch.path("secret.json");
+    fs::write(
+        &secret,
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+    )
+    .unwrap();
+
+    // manifest.json names a configuration outside the archive, once by `..`
+    // and once through an absolute symlink inside the archive.
+    let relative = format!("../../../../../../..{}", secret.display());
+    for (tag, config_path, link) in [
+        ("dotdot", relative.as_str(), None),
+        ("symlink", "config.json", Some(secret.clone())),
+    ] {
+        let mut builder = tar::Builder::new(Vec::new());
+        let manifest =
+            format!(r#"[{{"Config":"{config_path}","RepoTags":["leak:{tag}"],"Layers":[]}}]"#);
+        let mut header = tar::Header::new_gnu();
+        header.set_size(manifest.len() as u64);
+        header.set_mode(0o644);
+        builder
+            .append_data(&mut header, "manifest.json", manifest.as_bytes())
+            .unwrap();
+        if let Some(target) = link {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            builder
+                .append_link(&mut header, "config.json", &target)
+                .unwrap();
+        }
+        let bytes = builder.into_inner().unwrap();
+
+        let err = store
+            .load(&mut Cursor::new(bytes), tag)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot open"), "{tag}: {err}");
+        assert!(
+            store.images().unwrap().is_empty(),
+            "{tag}: an image was loaded from outside the archive"
+        );
+    }
+    assert!(names_in(&scratch.path("store/tmp")).is_empty());
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
@@ -665,6 +715,7 @@ fn client_commands_in_process() {
         small_image(&store, b"client", &["web:1"]);
     }
     let cblock = env!("CARGO_BIN_EXE_cblock");
+    let empty = scratch.path("empty");
     let run = |args: &[&str]| {
         let output = Command::new(cblock).args(args).output().unwrap();
         (
@@ -674,6 +725,15 @@ fn client_commands_in_process() {
         )
     };
     let d = data.to_str().unwrap();
+
+    // A data directory without a store lists nothing and records no driver.
+    let (code, out, _) = run(&["images", "-d", empty.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(!empty.join("store/driver").exists());
+    let (code, _, err) = run(&["rmi", "-d", empty.to_str().unwrap(), "x"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no image store"), "{err}");
 
     let (code, out, _) = run(&["images", "-d", d]);
     assert_eq!(code, Some(0));

@@ -1,6 +1,6 @@
 //! Feeds arbitrary bytes to the Cblockfile parser: the syntax layer and its
-//! dump, the checked layer, and word expansion. Any panic or hang is a bug;
-//! every input must end in a value or an error.
+//! dump, the checked layer, word expansion and ignore patterns. Any panic or
+//! hang is a bug, because every input must end in a value or an error.
 
 #![no_main]
 
@@ -14,6 +14,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(file) = cblockfile::parse("Cblockfile", data) {
         for stage in &file.stages {
             let _ = file.image_entrypoint(stage);
+            let _ = file.stages_for(stage.index);
         }
     }
 
@@ -27,6 +28,10 @@ fuzz_target!(|data: &[u8]| {
             let _ = lexer.expand_word(text, &vars);
             let _ = lexer.expand_words(text, &vars);
         }
-        let _ = cblockfile::ignore::Patterns::parse(text);
+        if let Ok(patterns) = cblockfile::ignore::Patterns::parse(text) {
+            for path in ["a", "a/b/c.txt", "node_modules/x/y.js", ".git/HEAD"] {
+                let _ = patterns.is_excluded(path);
+            }
+        }
     }
 });

@@ -81,9 +81,14 @@ fn hex_sha256(parts: &[&[u8]]) -> String {
 /// What a cached step produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    /// Diff ID (`sha256:...`) of the layer the step committed, or `None`
+    /// Chain ID (`sha256:...`) of the layer the step committed, or `None`
     /// when the step changed no file.
     pub layer: Option<String>,
+    /// When the layer was committed (RFC 3339). A rebuild from the cache
+    /// reuses it, so that the image configuration, and with it the image
+    /// ID, comes out the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
 }
 
 /// The cache directory of one data directory.
@@ -164,8 +169,10 @@ impl Cache {
                 .ok()
                 .and_then(|text| serde_json::from_slice::<Entry>(&text).ok());
             let keep = match entry {
-                Some(Entry { layer: Some(layer) }) => live_layers.contains(&layer),
-                Some(Entry { layer: None }) => true,
+                Some(Entry {
+                    layer: Some(layer), ..
+                }) => live_layers.contains(&layer),
+                Some(Entry { layer: None, .. }) => true,
                 None => false,
             };
             if !keep {
@@ -231,6 +238,7 @@ mod tests {
         let dropped = StepKey::base("x").next("RUN b", &[], None);
         let kept_entry = Entry {
             layer: Some("sha256:live".into()),
+            created: Some("2026-12-04T00:00:00Z".into()),
         };
         cache.record(&kept, &kept_entry).unwrap();
         cache
@@ -238,6 +246,7 @@ mod tests {
                 &dropped,
                 &Entry {
                     layer: Some("sha256:gone".into()),
+                    created: None,
                 },
             )
             .unwrap();

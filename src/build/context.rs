@@ -168,13 +168,14 @@ pub fn stage(dir: &Path, exclude: &(dyn Exclude + Sync), dest: &Path) -> Result<
     })
 }
 
-/// Returns the hex SHA-256 digest of the given source paths: their names,
-/// types, modes, sizes, symlink targets and contents, but not owners or
-/// times, which COPY does not carry over.
-pub fn sources_digest(paths: &[PathBuf]) -> Result<String, Error> {
+/// Returns the hex SHA-256 digest of the given source paths below `root`:
+/// their names relative to `root`, types, modes, sizes, symlink targets and
+/// contents, but not owners or times, which COPY does not carry over.
+pub fn sources_digest(root: &Path, paths: &[PathBuf]) -> Result<String, Error> {
     let mut hasher = Sha256::new();
     for path in paths {
-        hasher.update(path.as_os_str().as_encoded_bytes());
+        let relative = path.strip_prefix(root).unwrap_or(path);
+        hasher.update(relative.as_os_str().as_encoded_bytes());
         hasher.update(b"\0");
         for mut entry in fim::scan(path)? {
             entry.uid = 0;
@@ -239,13 +240,20 @@ mod tests {
     fn sources_digest_tracks_contents() {
         let dir = temp_tree("digest");
         let sources = [dir.join("src")];
-        let before = sources_digest(&sources).unwrap();
-        let unchanged = sources_digest(&sources).unwrap();
+        let before = sources_digest(&dir, &sources).unwrap();
+        let unchanged = sources_digest(&dir, &sources).unwrap();
         fs::write(dir.join("src/main.c"), "int main(void) { return 1; }\n").unwrap();
-        let after = sources_digest(&sources).unwrap();
-        fs::remove_dir_all(&dir).unwrap();
+        let after = sources_digest(&dir, &sources).unwrap();
+
+        // The same tree elsewhere, as each build stages the context anew.
+        let moved = dir.with_extension("moved");
+        let _ = fs::remove_dir_all(&moved);
+        fs::rename(&dir, &moved).unwrap();
+        let relocated = sources_digest(&moved, &[moved.join("src")]).unwrap();
+        fs::remove_dir_all(&moved).unwrap();
 
         assert_eq!(before, unchanged);
         assert_ne!(before, after);
+        assert_eq!(after, relocated);
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Seek, SeekFrom};
 
+use super::cache::{Entry, StepKey};
 use super::rootpath::{self, Missing};
 use super::stage::StageResult;
 use super::{Build, Built, Error, FIM_SPEC_PATH};
@@ -30,10 +31,16 @@ pub fn finish(build: &Build, target: usize, result: &StageResult) -> Result<Buil
         }
     }
 
+    let mut key = result.key.clone();
+    let mut created = result.created.clone();
     if let Some(dir) = &result.rootpivot {
-        top = Some(pivot_root_layer(build, top.as_deref(), dir)?);
+        key = key.next(&format!("ROOTPIVOT {dir}"), &[], None);
+        let (layer, when) =
+            cached_layer(build, &key, || pivot_root_layer(build, top.as_deref(), dir))?;
+        top = Some(layer);
+        created = Some(when.clone());
         config.history = vec![History {
-            created: Some(crate::image::rfc3339(std::time::SystemTime::now())),
+            created: Some(when),
             created_by: Some(format!("ROOTPIVOT {dir}")),
             ..Default::default()
         }];
@@ -53,14 +60,20 @@ pub fn finish(build: &Build, target: usize, result: &StageResult) -> Result<Buil
         );
     }
     if build.options.file_integrity {
-        top = Some(fim_layer(build, top.as_deref())?);
+        key = key.next("FILE-INTEGRITY", &[], None);
+        let (layer, when) = cached_layer(build, &key, || fim_layer(build, top.as_deref()))?;
+        top = Some(layer);
+        created = Some(when);
         annotations.insert(
             image_spec::ANNOTATION_FIM_SPEC.to_string(),
             FIM_SPEC_PATH.to_string(),
         );
     }
 
-    config.created = Some(crate::image::rfc3339(std::time::SystemTime::now()));
+    // The newest layer's time, so that a rebuild from the cache makes the
+    // same configuration and so the same image ID.
+    config.created =
+        Some(created.unwrap_or_else(|| crate::image::rfc3339(std::time::SystemTime::now())));
     let image = build
         .store
         .add_image(config, top.as_deref(), annotations, &build.options.names)?;
@@ -74,6 +87,41 @@ pub fn finish(build: &Build, target: usize, result: &StageResult) -> Result<Buil
         cached_steps: 0,
         executed_steps: 0,
     })
+}
+
+/// Returns the layer cached under `key` with its time, or makes it with
+/// `make` and caches it.
+fn cached_layer(
+    build: &Build,
+    key: &StepKey,
+    make: impl FnOnce() -> Result<String, Error>,
+) -> Result<(String, String), Error> {
+    if !build.options.no_cache {
+        let store = build.store;
+        let hit = build.cache.lookup(key, |layer| store.layer(layer).is_ok());
+        if let Some(Entry {
+            layer: Some(layer),
+            created: Some(created),
+        }) = hit
+        {
+            if build.hold(&layer).is_ok() {
+                if !build.options.quiet {
+                    build.say(" ---> Using cache");
+                }
+                return Ok((layer, created));
+            }
+        }
+    }
+    let layer = make()?;
+    let created = crate::image::rfc3339(std::time::SystemTime::now());
+    build.cache.record(
+        key,
+        &Entry {
+            layer: Some(layer.clone()),
+            created: Some(created.clone()),
+        },
+    )?;
+    Ok((layer, created))
 }
 
 /// Makes the ROOTPIVOT directory the root of a new base layer: `DIR/root`

@@ -14,6 +14,7 @@ pub mod context;
 pub mod copy;
 pub mod download;
 mod finish;
+pub mod job;
 pub mod rootpath;
 pub mod runner;
 mod stage;

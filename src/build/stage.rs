@@ -29,6 +29,9 @@ pub struct StageResult {
     pub key: StepKey,
     /// `ROOTPIVOT`: the directory that becomes the image's root.
     pub rootpivot: Option<String>,
+    /// When the stage's newest layer was committed (RFC 3339), the image's
+    /// creation time.
+    pub created: Option<String>,
     pub cached_steps: usize,
     pub executed_steps: usize,
 }
@@ -67,6 +70,7 @@ pub fn run(
             config: ImageConfig::default(),
             key: StepKey::base("scratch"),
             rootpivot: None,
+            created: None,
             cached_steps: 0,
             executed_steps: 0,
         },
@@ -166,9 +170,12 @@ impl StageRun<'_, '_> {
             .unwrap_or_else(|| "/".into())
     }
 
+    /// Adds a history entry. A layer's entry gets its time from `stamp` once
+    /// the layer exists; configuration entries have none, so that a rebuild
+    /// from the cache gives the same configuration.
     fn record_history(&mut self, created_by: String, empty_layer: bool) {
         self.result.config.history.push(History {
-            created: Some(crate::image::durable::rfc3339(std::time::SystemTime::now())),
+            created: None,
             created_by: Some(created_by),
             author: None,
             comment: None,
@@ -197,8 +204,9 @@ impl StageRun<'_, '_> {
             .image
             .expand(&global)
             .map_err(|err| self.failure(format!("expanding the image name: {err}")))?;
-        let fresh = |top, config, key| StageResult {
+        let fresh = |top, config: ImageConfig, key| StageResult {
             top,
+            created: config.created.clone(),
             config,
             key,
             rootpivot: None,
@@ -218,7 +226,7 @@ impl StageRun<'_, '_> {
             let hint = if name.starts_with("forge") {
                 "; run cblock forge to create it"
             } else {
-                "; build or load it first (cblock images lists what exists)"
+                ""
             };
             self.failure(format!("base image {name:?}: {err}{hint}"))
         })?;
@@ -375,6 +383,16 @@ impl StageRun<'_, '_> {
         Ok(())
     }
 
+    /// Dates the newest history entry and the stage with a layer's time.
+    fn stamp(&mut self, created: Option<String>) {
+        if let Some(entry) = self.result.config.history.last_mut() {
+            entry.created = created.clone();
+        }
+        if created.is_some() {
+            self.result.created = created;
+        }
+    }
+
     /// Looks `key` up in the cache; on a hit moves the stage to the cached
     /// layer and returns true.
     fn cache_hit(&mut self, key: &StepKey) -> bool {
@@ -395,8 +413,9 @@ impl StageRun<'_, '_> {
             if self.build.hold(layer).is_err() {
                 return false;
             }
-            self.result.top = entry.layer;
+            self.result.top = entry.layer.clone();
         }
+        self.stamp(entry.created);
         self.result.key = key.clone();
         self.result.cached_steps += 1;
         if !self.build.options.quiet {
@@ -411,12 +430,15 @@ impl StageRun<'_, '_> {
         let layer = self.build.store.commit_mount(mount_id)?;
         self.build.hold(&layer.chain_id)?;
         self.build.release(mount_id)?;
+        let created = crate::image::rfc3339(std::time::SystemTime::now());
         self.build.cache.record(
             &key,
             &Entry {
                 layer: Some(layer.chain_id.clone()),
+                created: Some(created.clone()),
             },
         )?;
+        self.stamp(Some(created));
         self.result.top = Some(layer.chain_id);
         self.result.key = key;
         self.result.executed_steps += 1;
@@ -595,7 +617,7 @@ impl StageRun<'_, '_> {
                     .cloned()
                     .collect();
                 let paths = copy::resolve_sources(self.build.context_dir, &local)?;
-                let digest = super::context::sources_digest(&paths)?;
+                let digest = super::context::sources_digest(self.build.context_dir, &paths)?;
                 (
                     self.build.context_dir.to_path_buf(),
                     "the build context".to_string(),

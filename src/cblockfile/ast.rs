@@ -316,9 +316,9 @@ impl Cblockfile {
 
     /// Returns the indices of the stages that building stage `target` needs,
     /// `target` included, in ascending order. A stage needs the earlier stage
-    /// it is built `FROM` and the stages its `COPY --from` instructions name;
-    /// since those are always earlier stages, ascending order is a valid
-    /// build order.
+    /// it is built `FROM` and the stages its `COPY --from` instructions name.
+    /// Those are always earlier stages, so ascending order is a valid build
+    /// order.
     pub fn stages_for(&self, target: usize) -> Vec<usize> {
         let mut needed = vec![false; self.stages.len()];
         if target >= self.stages.len() {

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use nom::character::complete::{alpha1, digit1};
+use nom::bytes::complete::take_while;
+use nom::character::complete::{alpha1, digit1, satisfy};
 use nom::combinator::{all_consuming, opt, recognize};
 use nom::multi::many1;
 use nom::sequence::{pair, preceded, tuple};
@@ -74,6 +75,17 @@ pub fn check(tree: &SyntaxTree, reporter: &Reporter) -> Result<Cblockfile, Error
     };
     for node in &tree.nodes {
         checker.node(node)?;
+    }
+    if checker.file.stages.is_empty() {
+        let position = tree
+            .nodes
+            .first()
+            .map_or(Position::new(1, 1), Node::position);
+        return Err(checker.error(
+            position,
+            "the file has no FROM instruction, so it builds nothing",
+            "add FROM IMAGE (or FROM scratch) before the build steps",
+        ));
     }
     Ok(checker.file)
 }
@@ -301,11 +313,7 @@ impl Checker<'_, '_> {
     fn stage_name(&self, node: &Node, name: &str) -> Result<String, Error> {
         let at = self.locate(node, name);
         let lower = name.to_ascii_lowercase();
-        let valid = lower.starts_with(|ch: char| ch.is_ascii_lowercase())
-            && lower
-                .chars()
-                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "-_.".contains(ch));
-        if !valid {
+        if all_consuming(stage_name_syntax)(&lower).is_err() {
             return Err(self.error(
                 at,
                 format!("invalid stage name {name:?}"),
@@ -398,50 +406,7 @@ impl Checker<'_, '_> {
         let position = node.position();
         let keyword = node.name();
         let kind = match keyword.as_str() {
-            "RUN" => {
-                let flags = self.flags(
-                    node,
-                    &[
-                        ("mount", FlagKind::List),
-                        ("network", FlagKind::Value),
-                        ("security", FlagKind::Value),
-                    ],
-                )?;
-                let network = match flags.value("network") {
-                    None | Some(("default", _)) => RunNetwork::Default,
-                    Some(("none", _)) => RunNetwork::None,
-                    Some(("host", _)) => RunNetwork::Host,
-                    Some((other, at)) => {
-                        return Err(self.error(
-                            at,
-                            format!("invalid RUN --network value {other:?}"),
-                            "use --network=default, --network=none or --network=host",
-                        ))
-                    }
-                };
-                let security = match flags.value("security") {
-                    None => None,
-                    Some((value @ ("sandbox" | "insecure"), _)) => Some(value.to_string()),
-                    Some((other, at)) => {
-                        return Err(self.error(
-                            at,
-                            format!("invalid RUN --security value {other:?}"),
-                            "use --security=sandbox or --security=insecure",
-                        ))
-                    }
-                };
-                InstructionKind::Run(Run {
-                    command: self.command(node)?,
-                    mounts: flags
-                        .list("mount")
-                        .into_iter()
-                        .map(|(value, _)| value.to_string())
-                        .collect(),
-                    network,
-                    security,
-                    heredocs: heredocs.to_vec(),
-                })
-            }
+            "RUN" => InstructionKind::Run(self.run(node, heredocs)?),
             "CMD" => {
                 self.no_flags(node)?;
                 InstructionKind::Cmd(self.command(node)?)
@@ -552,38 +517,7 @@ impl Checker<'_, '_> {
                 InstructionKind::RootPivot(self.single_word(node, "ROOTPIVOT", "ROOTPIVOT DIR")?)
             }
             "HEALTHCHECK" => InstructionKind::Healthcheck(self.healthcheck(node)?),
-            "ONBUILD" => {
-                self.no_flags(node)?;
-                if trigger {
-                    return Err(self.error(
-                        position,
-                        "ONBUILD cannot register another ONBUILD",
-                        "remove the inner ONBUILD",
-                    ));
-                }
-                let Some(child) = &node.child else {
-                    return Err(self.error(
-                        position,
-                        "ONBUILD has no instruction",
-                        "write ONBUILD INSTRUCTION, for example ONBUILD RUN make",
-                    ));
-                };
-                let name = child.name();
-                if !KEYWORDS.contains(&name.as_str()) {
-                    return Err(self.unknown_instruction(child));
-                }
-                if matches!(name.as_str(), "FROM" | "ONBUILD" | "OSRELEASE" | "AUDITCFG") {
-                    return Err(self.error(
-                        child.position(),
-                        format!("{name} cannot be an ONBUILD trigger"),
-                        "move it out of the ONBUILD",
-                    ));
-                }
-                let saved = (self.shell.clone(), self.vars.clone());
-                let inner = self.instruction(child, heredocs, true);
-                (self.shell, self.vars) = saved;
-                InstructionKind::Onbuild(Box::new(inner?))
-            }
+            "ONBUILD" => InstructionKind::Onbuild(Box::new(self.onbuild(node, heredocs)?)),
             _ => return Err(self.unknown_instruction(node)),
         };
         Ok(Instruction {
@@ -592,6 +526,83 @@ impl Checker<'_, '_> {
             text: node.line.text[node.keyword_offset..].to_string(),
             kind,
         })
+    }
+
+    /// Checks `RUN`: its flags and its command.
+    fn run(&self, node: &Node, heredocs: &[heredoc::Heredoc]) -> Result<Run, Error> {
+        let flags = self.flags(
+            node,
+            &[
+                ("mount", FlagKind::List),
+                ("network", FlagKind::Value),
+                ("security", FlagKind::Value),
+            ],
+        )?;
+        let network = match flags.value("network") {
+            None | Some(("default", _)) => RunNetwork::Default,
+            Some(("none", _)) => RunNetwork::None,
+            Some(("host", _)) => RunNetwork::Host,
+            Some((other, at)) => {
+                return Err(self.error(
+                    at,
+                    format!("invalid RUN --network value {other:?}"),
+                    "use --network=default, --network=none or --network=host",
+                ))
+            }
+        };
+        let security = match flags.value("security") {
+            None => None,
+            Some((value @ ("sandbox" | "insecure"), _)) => Some(value.to_string()),
+            Some((other, at)) => {
+                return Err(self.error(
+                    at,
+                    format!("invalid RUN --security value {other:?}"),
+                    "use --security=sandbox or --security=insecure",
+                ))
+            }
+        };
+        Ok(Run {
+            command: self.command(node)?,
+            mounts: flags
+                .list("mount")
+                .into_iter()
+                .map(|(value, _)| value.to_string())
+                .collect(),
+            network,
+            security,
+            heredocs: heredocs.to_vec(),
+        })
+    }
+
+    /// Checks `ONBUILD` and the instruction it registers.
+    fn onbuild(
+        &mut self,
+        node: &Node,
+        heredocs: &[heredoc::Heredoc],
+    ) -> Result<Instruction, Error> {
+        self.no_flags(node)?;
+        let Some(child) = &node.child else {
+            return Err(self.error(
+                node.position(),
+                "ONBUILD has no instruction",
+                "write ONBUILD INSTRUCTION, for example ONBUILD RUN make",
+            ));
+        };
+        let name = child.name();
+        if !KEYWORDS.contains(&name.as_str()) {
+            return Err(self.unknown_instruction(child));
+        }
+        if matches!(name.as_str(), "FROM" | "ONBUILD" | "OSRELEASE" | "AUDITCFG") {
+            return Err(self.error(
+                child.position(),
+                format!("{name} cannot be an ONBUILD trigger"),
+                "move it out of the ONBUILD",
+            ));
+        }
+        let saved = (self.shell.clone(), self.vars.clone());
+        let inner = self.instruction(child, heredocs, true);
+        (self.shell, self.vars) = saved;
+        inner
     }
 
     /// Reads the flags of `node`, rejecting any not in `allowed`.
@@ -1139,6 +1150,14 @@ fn open_json_string(text: &str) -> Option<usize> {
         }
     }
     open
+}
+
+/// A stage name in lower case: a letter, then letters, digits, `-`, `_`, `.`.
+fn stage_name_syntax(input: &str) -> IResult<&str, &str> {
+    recognize(pair(
+        satisfy(|ch| ch.is_ascii_lowercase()),
+        take_while(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "-_.".contains(ch)),
+    ))(input)
 }
 
 /// `PORT`, `PORT-PORT`, each optionally followed by `/tcp`, `/udp` or `/sctp`.

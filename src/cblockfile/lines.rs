@@ -20,10 +20,10 @@ struct Segment {
     offset: usize,
     /// Position of its first character in the file.
     position: Position,
-    /// Byte offsets in the logical line with the number of characters from
-    /// the segment start to them, about every `CHECKPOINT_BYTES` bytes, so
-    /// that a column is counted from the nearest checkpoint and a long line
-    /// of many words stays linear to check.
+    /// Byte offsets in the logical line, about `CHECKPOINT_BYTES` apart, each
+    /// with the number of characters from the segment start to it. A column
+    /// is counted from the nearest checkpoint, so a long line of many words
+    /// stays linear to check.
     checkpoints: Vec<(usize, usize)>,
 }
 

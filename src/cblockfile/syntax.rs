@@ -8,6 +8,10 @@
 //! sets KEY to VALUE. `COPY --FROM STAGE SRC DEST` takes the stage as the
 //! next word. `CMD` and `ENTRYPOINT` lists may have unquoted items.
 
+use nom::bytes::complete::{take_till1, take_while};
+use nom::sequence::terminated;
+use nom::IResult;
+
 use super::error::{Error, Position, Reporter};
 use super::heredoc::{self, Heredoc};
 use super::lines::{LineReader, LogicalLine};
@@ -78,6 +82,15 @@ pub struct SyntaxTree {
 /// `FROM`, `EXPOSE`, `COPY` and `ADD`.
 fn is_docker_blank(ch: char) -> bool {
     matches!(ch, '\t' | '\x0b' | '\x0c' | '\r' | ' ')
+}
+
+/// Splits the instruction keyword off `line` and skips the blanks after it.
+/// Returns the rest and the keyword.
+fn keyword(line: &str) -> (&str, &str) {
+    let parsed: IResult<&str, &str> =
+        terminated(take_till1(is_docker_blank), take_while(is_docker_blank))(line);
+    // An empty line has no keyword; the caller reports it as unknown.
+    parsed.unwrap_or(("", line))
 }
 
 /// Returns the byte offset of `inner` within `outer`; `inner` must be a slice
@@ -172,13 +185,7 @@ pub fn parse(text: &str, reporter: &Reporter) -> Result<SyntaxTree, Error> {
 fn node_from_line(line: &LogicalLine, start: usize, escape: char) -> Result<Node, LineProblem> {
     let text = &line.text[start..];
     let trimmed = text.trim();
-    let (keyword, after_keyword) = match trimmed.find(is_docker_blank) {
-        Some(end) => (
-            &trimmed[..end],
-            trimmed[end..].trim_start_matches(is_docker_blank),
-        ),
-        None => (trimmed, ""),
-    };
+    let (after_keyword, keyword) = keyword(trimmed);
     let (mut args_text, mut flags) = if after_keyword.is_empty() {
         ("", Vec::new())
     } else {

@@ -59,10 +59,15 @@ pub struct Args {
     #[argh(switch, short = 'q')]
     pub quiet: bool,
 
-    /// data directory of the image store, for a build run without the
-    /// daemon (default: /var/lib/cblocks)
+    /// build in this process against the image store in this data
+    /// directory, without cblockd (the build cannot be detached from)
     #[argh(option, short = 'd')]
     pub data_directory: Option<PathBuf>,
+
+    /// key sequence that detaches from the build's console, such as
+    /// ctrl-p,ctrl-q (default: ctrl-q)
+    #[argh(option, long = "detach-keys")]
+    pub detach_keys: Option<String>,
 
     /// the build context: the directory whose files ADD and COPY read
     #[argh(positional)]
@@ -160,12 +165,13 @@ impl Args {
     }
 }
 
-pub fn run(_globals: &Globals, args: Args) -> crate::Result<ExitCode> {
+pub fn run(globals: &Globals, args: Args) -> crate::Result<ExitCode> {
     let file = check(&args)?;
     if !args.no_exec {
-        // TODO: send the context to cblockd and stream its output instead,
-        // so that a build can be detached from and re-attached to.
-        return build_here(&args, &file);
+        return match args.data_directory {
+            Some(_) => build_here(&args, &file),
+            None => build_with_daemon(globals, &args, &file),
+        };
     }
     if !args.quiet {
         println!("{}", summary(&args, &file)?);
@@ -173,44 +179,165 @@ pub fn run(_globals: &Globals, args: Args) -> crate::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Builds in this process against the store in the data directory.
-fn build_here(args: &Args, file: &Cblockfile) -> crate::Result<ExitCode> {
-    use crate::build::{self, context, runner::RuntimeRunner, Options, Output};
-    use crate::image::{Reference, Store};
-
-    let started = std::time::Instant::now();
-    let data_dir = args
-        .data_directory
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(crate::platform::DEFAULT_DATA_DIR));
-    let store = Store::open_recorded(&data_dir)?;
-    let id = random_id()?;
-
-    let names = match &args.name {
-        Some((name, _)) => vec![Reference::parse(&format!("{name}:{}", args.image_tag()))?],
-        None => Vec::new(),
+/// Sends the build to cblockd with its context, then attaches to the
+/// build's console until it ends (its exit status is the client's) or the
+/// user detaches.
+fn build_with_daemon(globals: &Globals, args: &Args, file: &Cblockfile) -> crate::Result<ExitCode> {
+    use super::console::{self, Session};
+    use crate::daemon::protocol::{
+        self as proto, BuildRequest, Kind, ProtocolError, Request, Response,
     };
-    let options = Options {
-        names,
-        build_args: args.build_arg.iter().cloned().collect(),
+
+    let detach = console::parse_detach_keys(
+        args.detach_keys
+            .as_deref()
+            .unwrap_or(console::DEFAULT_DETACH_KEYS),
+    )?;
+    let path = args.cblockfile_path()?;
+    let file_text = std::fs::read_to_string(&path).map_err(|source| crate::Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let patterns = Patterns::load(&args.path)?;
+    let request = BuildRequest {
+        file_name: file.file.clone(),
+        file_text,
+        names: match &args.name {
+            Some((name, _)) => vec![format!("{name}:{}", args.image_tag())],
+            None => Vec::new(),
+        },
+        build_args: args.build_arg.clone(),
         target: args.target.clone(),
         network: match args.network {
-            BuildNetwork::Host => build::Network::Host,
-            BuildNetwork::None => build::Network::None,
+            BuildNetwork::Host => "host".into(),
+            BuildNetwork::None => "none".into(),
         },
         no_cache: args.no_cache,
         file_integrity: args.file_integrity,
         quiet: args.quiet,
+        attach: true,
+        window: console::window_size(),
     };
+
+    let mut stream = console::connect(globals)?;
+    let sent = proto::write_json(
+        &mut stream,
+        Kind::Request,
+        &Request::Build(Box::new(request)),
+    )
+    .map_err(super::Error::from)
+    .and_then(|()| send_context(&mut stream, args, &patterns));
+    // cblockd may reject the request or the context and close the
+    // connection; its error message is still readable.
+    let response = proto::read_json::<_, Response>(&mut stream, Kind::Response);
+    let id = match (sent, response) {
+        (_, Err(ProtocolError::Remote(message))) => {
+            return Err(super::Error::from(ProtocolError::Remote(message)).into())
+        }
+        (Err(err), _) => return Err(err.into()),
+        (Ok(()), Err(err)) => return Err(super::Error::from(err).into()),
+        (Ok(()), Ok(Response::Launched { id })) => id,
+        (Ok(()), Ok(other)) => return Err(console::unexpected(&other).into()),
+    };
+    if !args.quiet {
+        eprintln!(
+            "-- Build {id} started; Ctrl+Q detaches, `cblock console --name {id}` re-attaches"
+        );
+    }
+    console::run_session(
+        stream,
+        &Session {
+            id,
+            detach,
+            raw: true,
+        },
+    )
+}
+
+/// Sends the context as a tar stream in `Data` frames, then `Eof`, showing
+/// progress on a terminal for contexts over a few megabytes.
+fn send_context(
+    stream: &mut std::os::unix::net::UnixStream,
+    args: &Args,
+    patterns: &Patterns,
+) -> Result<(), super::Error> {
+    use crate::daemon::protocol::{self as proto, Kind, MAX_CHUNK};
+    use std::io::{IsTerminal, Write};
+
+    /// Cuts a byte stream into `Data` frames.
+    struct Framer<'a> {
+        stream: &'a mut std::os::unix::net::UnixStream,
+        buffer: Vec<u8>,
+    }
+
+    impl Write for Framer<'_> {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            let room = MAX_CHUNK - self.buffer.len();
+            let taken = bytes.len().min(room);
+            self.buffer.extend_from_slice(&bytes[..taken]);
+            if self.buffer.len() == MAX_CHUNK {
+                self.flush()?;
+            }
+            Ok(taken)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            if !self.buffer.is_empty() {
+                proto::write_frame(self.stream, Kind::Data, &self.buffer)
+                    .map_err(|err| std::io::Error::other(err.to_string()))?;
+                self.buffer.clear();
+            }
+            Ok(())
+        }
+    }
+
+    const PROGRESS_FROM: u64 = 8 << 20;
+    let show = std::io::stderr().is_terminal() && !args.quiet;
+    let mut shown = false;
+    let mut progress = |packed: crate::build::context::Packed| {
+        if show && packed.bytes >= PROGRESS_FROM && packed.files.is_multiple_of(64) {
+            eprint!(
+                "\r-- Sending the build context: {} files, {:.1} MB",
+                packed.files,
+                packed.bytes as f64 / 1e6
+            );
+            shown = true;
+        }
+    };
+    let mut framer = Framer {
+        stream,
+        buffer: Vec::with_capacity(MAX_CHUNK),
+    };
+    let packed = crate::build::context::pack(&args.path, patterns, &mut framer, &mut progress)
+        .map_err(|err| super::Error::Usage(err.to_string()))?;
+    if shown {
+        eprintln!(
+            "\r-- Sent the build context: {} files, {:.1} MB",
+            packed.files,
+            packed.bytes as f64 / 1e6
+        );
+    }
+    proto::write_frame(framer.stream, Kind::Eof, &[]).map_err(super::Error::from)
+}
+
+/// Builds in this process against the store in the data directory.
+fn build_here(args: &Args, file: &Cblockfile) -> crate::Result<ExitCode> {
+    use crate::build::{self, context, job::Job};
+
+    let data_dir = args
+        .data_directory
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::platform::DEFAULT_DATA_DIR));
+    let id = random_id()?;
 
     // The build reads a copy of the context without the ignored files, made
     // through the same tar stream the daemon will receive.
     let context_dir = data_dir.join("builds").join(format!("{id}-context"));
-    let result = (|| {
-        std::fs::create_dir_all(&context_dir).map_err(|source| crate::Error::Io {
-            path: context_dir.clone(),
-            source,
-        })?;
+    std::fs::create_dir_all(&context_dir).map_err(|source| crate::Error::Io {
+        path: context_dir.clone(),
+        source,
+    })?;
+    let staged = (|| {
         let patterns = Patterns::load(&args.path)?;
         if !args.quiet {
             println!(
@@ -219,35 +346,39 @@ fn build_here(args: &Args, file: &Cblockfile) -> crate::Result<ExitCode> {
             );
         }
         context::stage(&args.path, &patterns, &context_dir).map_err(build::Error::from)?;
-
-        let runner = RuntimeRunner {
-            state_root: PathBuf::from(crate::runtime::DEFAULT_ROOT),
-            runtime_exe: None,
-        };
-        let output: Output = std::sync::Mutex::new(Box::new(std::io::stdout()));
-        Ok::<_, crate::Error>(build::build(
-            &store,
-            &runner,
-            file,
-            &context_dir,
-            &options,
-            &id,
-            &output,
-        )?)
+        Ok::<_, crate::Error>(())
     })();
-    let _ = std::fs::remove_dir_all(&context_dir);
-
-    let built = result?;
-    if args.quiet {
-        println!("{}", built.image.id);
-    } else {
-        println!(
-            "-- Build finished in {:.1} seconds: {} steps run, {} from the cache",
-            started.elapsed().as_secs_f64(),
-            built.executed_steps,
-            built.cached_steps
-        );
+    if let Err(err) = staged {
+        let _ = std::fs::remove_dir_all(&context_dir);
+        return Err(err);
     }
+
+    let path = args.cblockfile_path()?;
+    let job = Job {
+        id,
+        data_dir,
+        context_dir,
+        file_name: file.file.clone(),
+        file_text: std::fs::read_to_string(&path).map_err(|source| crate::Error::Io {
+            path: path.clone(),
+            source,
+        })?,
+        names: match &args.name {
+            Some((name, _)) => vec![format!("{name}:{}", args.image_tag())],
+            None => Vec::new(),
+        },
+        build_args: args.build_arg.iter().cloned().collect(),
+        target: args.target.clone(),
+        network: match args.network {
+            BuildNetwork::Host => "host".into(),
+            BuildNetwork::None => "none".into(),
+        },
+        no_cache: args.no_cache,
+        file_integrity: args.file_integrity,
+        quiet: args.quiet,
+        remove_context: true,
+    };
+    build::job::run(&job)?;
     Ok(ExitCode::SUCCESS)
 }
 

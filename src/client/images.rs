@@ -44,7 +44,19 @@ pub fn run(_globals: &Globals, args: Args) -> crate::Result<ExitCode> {
     }
     // NOTE: runs against the data directory in-process until cblockd serves
     // image commands over its socket.
-    let store = Store::open_recorded(&args.data_directory)?;
+    let store = match Store::open_recorded(&args.data_directory) {
+        Ok(store) => store,
+        // A data directory without a store has no images to list or prune.
+        Err(crate::image::Error::NoStore(_)) if !args.prune => {
+            if args.format == "json" {
+                println!("[]");
+            } else if !args.quiet {
+                print!("{}", table(&[]));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(err) => return Err(err.into()),
+    };
 
     if args.prune {
         let report = store.prune()?;
@@ -81,7 +93,7 @@ pub fn run(_globals: &Globals, args: Args) -> crate::Result<ExitCode> {
 /// without names.
 pub fn table(images: &[ImageSummary]) -> String {
     let mut out = format!(
-        "{:<16} {:<16} {:<12} {:>12} {:<20}\n",
+        "{:<16} {:<16} {:<12} {:>12} {}\n",
         "IMAGE", "TAG", "ID", "SIZE", "CREATED"
     );
     for summary in images {
@@ -100,7 +112,7 @@ pub fn table(images: &[ImageSummary]) -> String {
         };
         for (name, tag) in rows {
             out.push_str(&format!(
-                "{:<16} {:<16} {:<12} {:>12} {:<20}\n",
+                "{:<16} {:<16} {:<12} {:>12} {}\n",
                 name,
                 tag,
                 image.short_id(),

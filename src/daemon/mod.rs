@@ -8,6 +8,7 @@
 //! is never held across I/O or process work. Everything else about
 //! instances is read from their directories, which are the source of truth.
 
+mod build;
 mod exec;
 pub mod instances;
 mod launch;

@@ -65,8 +65,10 @@ pub enum Kind {
     Resize = 7,
     /// The exit status of the instance or process as a big-endian `i32`.
     Exit = 8,
-    /// End of input: the client has no more stdin to send.
+    /// End of input: the client has no more stdin, or upload bytes, to send.
     Eof = 9,
+    /// Bytes of an upload: the build context's tar stream.
+    Data = 10,
 }
 
 impl Kind {
@@ -81,6 +83,7 @@ impl Kind {
             7 => Kind::Resize,
             8 => Kind::Exit,
             9 => Kind::Eof,
+            10 => Kind::Data,
             _ => return None,
         })
     }
@@ -91,7 +94,7 @@ impl Kind {
             Kind::Request => MAX_REQUEST,
             Kind::Response => MAX_RESPONSE,
             Kind::Error => MAX_ERROR,
-            Kind::Stdin | Kind::Output | Kind::Stderr => MAX_CHUNK,
+            Kind::Stdin | Kind::Output | Kind::Stderr | Kind::Data => MAX_CHUNK,
             Kind::Resize | Kind::Exit => 4,
             Kind::Eof => 0,
         }
@@ -350,6 +353,59 @@ pub struct LaunchRequest {
     pub window: WindowSize,
 }
 
+/// The settings of a `cblock build` request. The build context follows the
+/// request as `Data` frames of an uncompressed tar stream, ended by `Eof`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BuildRequest {
+    /// The Cblockfile's name for messages, and its text.
+    pub file_name: String,
+    pub file_text: String,
+    /// `name:tag` references the image gets.
+    pub names: Vec<String>,
+    pub build_args: Vec<(String, String)>,
+    pub target: Option<String>,
+    /// `host` or `none`.
+    pub network: String,
+    pub no_cache: bool,
+    pub file_integrity: bool,
+    pub quiet: bool,
+    /// Whether the client attaches to the build's console right away.
+    pub attach: bool,
+    pub window: WindowSize,
+}
+
+/// Maximum size of a Cblockfile sent with a build request.
+pub const MAX_CBLOCKFILE: usize = 192 * 1024;
+
+impl BuildRequest {
+    fn validate(&self) -> Result<(), ProtocolError> {
+        check_text("Cblockfile name", &self.file_name)?;
+        if self.file_text.len() > MAX_CBLOCKFILE {
+            return Err(ProtocolError::Invalid(format!(
+                "the Cblockfile is {} bytes long, the limit is {MAX_CBLOCKFILE}",
+                self.file_text.len()
+            )));
+        }
+        check_list("image names", &self.names)?;
+        let args: Vec<String> = self
+            .build_args
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        check_env(&args)?;
+        if let Some(target) = &self.target {
+            check_text("target", target)?;
+        }
+        if self.network != "host" && self.network != "none" {
+            return Err(ProtocolError::Invalid(format!(
+                "build network {:?} is not host or none",
+                self.network
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Starts a plain host process under a supervisor, without an image. Used
 /// only by the test suite to exercise consoles, listings and recovery
 /// before the container runtime exists; cblockd rejects it unless started
@@ -372,6 +428,8 @@ pub enum Request {
     /// Checks that the daemon is up and speaks this protocol.
     Ping,
     Launch(Box<LaunchRequest>),
+    /// Builds an image; the context follows as `Data` frames.
+    Build(Box<BuildRequest>),
     /// Attaches a console; the connection then carries console frames.
     Attach {
         id: String,
@@ -588,6 +646,7 @@ impl Request {
         match self {
             Request::Ping | Request::Prune | Request::List { .. } | Request::TestPanic => Ok(()),
             Request::Launch(launch) => launch.validate(),
+            Request::Build(build) => build.validate(),
             Request::Attach { id, .. } | Request::Kill { id } | Request::Logs { id, .. } => {
                 check_id(id)
             }

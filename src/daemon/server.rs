@@ -165,6 +165,18 @@ fn dispatch(daemon: &Arc<Daemon>, conn: &mut UnixStream, request: Request) -> Re
             }
             Ok(())
         }
+        Request::Build(build) => {
+            let id = super::build::start(daemon, conn, &build)?;
+            probes::create(&id);
+            if let Some(instance) = daemon.store.load(&id) {
+                watch(daemon, instance);
+            }
+            respond(conn, &Response::Launched { id: id.clone() })?;
+            if build.attach {
+                attach(daemon, conn, &id, build.window, true)?;
+            }
+            Ok(())
+        }
         Request::TestProcess(spawn) => {
             let id = start_test_process(daemon, spawn)?;
             respond(conn, &Response::Launched { id })

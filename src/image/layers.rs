@@ -110,7 +110,7 @@ impl Store {
                     .driver
                     .create_layer(&driver_id, parent_driver_id, &mut reader);
                 // Reading on to the end keeps the writer from failing with
-                // EPIPE, so an extraction error is what the caller sees.
+                // EPIPE, so the caller gets the extraction error instead.
                 let _ = io::copy(&mut reader, &mut io::sink());
                 result
             });

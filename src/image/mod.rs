@@ -19,10 +19,23 @@
 //!
 //! Layers are content-addressed by diff ID (the sha256 of the uncompressed
 //! tar stream) and recorded under their chain ID, which also fixes their
-//! parents; the driver keeps each under an id of its own. Records are written only after what they name is complete,
+//! parents. The driver keeps each layer under an id of its own. Records are written only after what they name is complete,
 //! and removed before it, so a crash at any point leaves only unreferenced
 //! files, which `open` removes. Every operation holds the lock for its whole
 //! run: shared for reads, exclusive for changes.
+//!
+//! How the rest of cblocks uses it:
+//!
+//! - the daemon opens one `Store` (`Store::open(data_dir, driver)`) and
+//!   mounts an image for each container with `mount_image(id, image)`, which
+//!   returns the root file system path and counts as a use of the image;
+//!   `remove_mount(id)` ends it. `add_use`/`remove_use` record other uses;
+//! - a build mounts its base with `mount_image` or a step's layer with
+//!   `mount_layer`, commits each step with `commit_mount` (or a tar with
+//!   `commit_tar`), and finishes with `add_image(config, top, annotations,
+//!   names)`, then removes its mounts and calls `release`;
+//! - the client's image commands call `images`, `resolve`, `tag`, `remove`,
+//!   `prune`, `disk_usage`, `save` and `load`.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
@@ -58,6 +71,11 @@ pub enum Error {
     Storage(#[from] storage::Error),
     #[error("invalid image name {reference:?}: {rule}")]
     InvalidReference { reference: String, rule: String },
+    #[error(
+        "no image store in data directory {0}; start cblockd with `-d {0}` once, \
+         or pass the daemon's data directory with -d"
+    )]
+    NoStore(PathBuf),
     #[error("image {0:?} not found; `cblock images` lists the images")]
     ImageNotFound(String),
     #[error("image ID prefix {0:?} matches more than one image; give more characters")]
@@ -286,13 +304,17 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens the store in `data_dir` with the driver it records, or with the
-    /// platform's default driver when it is new.
+    /// Opens the existing store in `data_dir` with the driver it records.
+    /// A data directory without a store is an error rather than a new store,
+    /// so that a client command never fixes the driver before cblockd does.
     pub fn open_recorded(data_dir: &Path) -> Result<Store> {
         let driver_file = data_dir.join("store").join("driver");
         let kind = match fs::read_to_string(&driver_file) {
             Ok(name) => DriverKind::parse(name.trim())?,
-            Err(_) => DriverKind::platform_default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NoStore(data_dir.to_path_buf()));
+            }
+            Err(e) => return Err(io_err(format!("read {}", driver_file.display()))(e)),
         };
         Store::open(data_dir, kind)
     }

@@ -24,6 +24,7 @@ impl Reference {
             reference: text.to_string(),
             rule: rule.to_string(),
         };
+
         if text.is_empty() {
             return Err(invalid("the name is empty"));
         }
@@ -36,6 +37,7 @@ impl Reference {
         if text.contains("..") {
             return Err(invalid("'..' is not allowed"));
         }
+
         let (name, tag) = match text.split_once(':') {
             Some((_, tag)) if tag.contains(':') => {
                 return Err(invalid("only one ':' may separate name and tag"))
@@ -43,6 +45,7 @@ impl Reference {
             Some((name, tag)) => (name, tag),
             None => (text, DEFAULT_TAG),
         };
+
         if name.is_empty() {
             return Err(invalid("the name before ':' is empty"));
         }
@@ -59,6 +62,7 @@ impl Reference {
                 "the tag is longer than {MAX_PART_LEN} characters"
             )));
         }
+
         let name_ok = name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
             && name.chars().all(|c| {
                 c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
@@ -68,6 +72,7 @@ impl Reference {
                 "a name starts with a lower-case letter or digit and contains only those, '.', '_' and '-'",
             ));
         }
+
         let tag_ok = tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
             && tag
                 .chars()

@@ -2,8 +2,8 @@
 //! serde types.
 //!
 //! Field names follow the specification (version 1.1). Unknown fields are
-//! ignored so that newer bundles still load; features that the runtime
-//! cannot honour are listed by [`Spec::unsupported`] so that the caller can
+//! ignored, so that newer bundles still load. Features that the runtime
+//! cannot honour are listed by [`Spec::unsupported`], so that the caller can
 //! reject the bundle instead of silently running a weaker container.
 
 use std::collections::BTreeMap;
@@ -582,7 +582,7 @@ impl Spec {
         self.linux.clone().unwrap_or_default()
     }
 
-    /// Returns the namespace entry of `kind`, if the configuration asks for one.
+    /// Returns the namespace entry of `kind`, if the configuration lists one.
     pub fn namespace(&self, kind: &str) -> Option<&Namespace> {
         self.linux
             .as_ref()

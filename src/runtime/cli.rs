@@ -265,7 +265,7 @@ struct SpecArgs {
 #[argh(subcommand, name = "features")]
 struct FeaturesArgs {}
 
-/// Where errors are reported besides standard error.
+/// Destination of error reports besides standard error.
 struct Log {
     file: Option<PathBuf>,
     json: bool,
@@ -411,7 +411,7 @@ fn state(root: &Path, id: &str) -> crate::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Whether standard input is a terminal.
+/// Returns whether standard input is a terminal.
 fn stdin_is_terminal() -> bool {
     // SAFETY: isatty only inspects the descriptor.
     unsafe { libc::isatty(0) == 1 }
@@ -479,6 +479,7 @@ fn exec(root: &Path, a: ExecArgs) -> crate::Result<ExitCode> {
     }
     let container = Container::load(root, &a.id)?;
     let process = exec_process(&container, &a)?;
+
     let console = match (a.console_socket, process.terminal) {
         (Some(path), _) => ConsoleMode::Socket(PathBuf::from(path)),
         (None, true) if !a.detach => ConsoleMode::Receive,
@@ -492,6 +493,7 @@ fn exec(root: &Path, a: ExecArgs) -> crate::Result<ExitCode> {
     if !a.detach {
         become_subreaper()?;
     }
+
     let (pid, master) = container.exec(&ExecConfig {
         process,
         console,
@@ -502,6 +504,7 @@ fn exec(root: &Path, a: ExecArgs) -> crate::Result<ExitCode> {
     if a.detach {
         return Ok(ExitCode::SUCCESS);
     }
+
     forward_signals(pid);
     let proxy = master.map(proxy_terminal);
     let code = wait_pid(pid);
@@ -531,6 +534,7 @@ fn exec_process(container: &Container, a: &ExecArgs) -> Result<Process, Error> {
             "exec needs a command after the container id, or --process FILE".into(),
         ));
     }
+
     let mut process = container.spec().process.clone().unwrap_or_default();
     process.args = a.command.clone();
     process.terminal = a.tty;
@@ -543,6 +547,7 @@ fn exec_process(container: &Container, a: &ExecArgs) -> Result<Process, Error> {
         process.env.retain(|e| e.split('=').next() != Some(name));
         process.env.push(entry.clone());
     }
+
     if let Some(user) = &a.user {
         let (uid, gid) = user.split_once(':').unwrap_or((user, "0"));
         let parse = |text: &str| {
@@ -558,6 +563,7 @@ fn exec_process(container: &Container, a: &ExecArgs) -> Result<Process, Error> {
     if !a.additional_gids.is_empty() {
         process.user.additional_gids = a.additional_gids.clone();
     }
+
     if !a.cap.is_empty() {
         let capabilities = process.capabilities.get_or_insert_with(Default::default);
         for cap in &a.cap {

@@ -102,8 +102,8 @@ fn mount(destination: &str, kind: &str, source: &str, options: &[&str]) -> Mount
     }
 }
 
-/// The file systems every container gets: proc, a tmpfs /dev with devpts,
-/// shm and mqueue, read-only sysfs and cgroup.
+/// Returns the file systems of every container: proc, a tmpfs /dev with
+/// devpts, shm and mqueue, read-only sysfs and cgroup.
 fn standard_mounts() -> Vec<Mount> {
     vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),

@@ -19,8 +19,8 @@ pub fn run_all(hooks: &[Hook], kind: &str, state: &State) -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs `hooks` in order, logging failures to standard error and going on;
-/// the specification asks this of poststart and poststop hooks.
+/// Runs `hooks` in order, logging failures to standard error and going on,
+/// as the specification requires for poststart and poststop hooks.
 pub fn run_all_warn(hooks: &[Hook], kind: &str, state: &State) {
     for hook in hooks {
         if let Err(err) = run(hook, kind, state) {

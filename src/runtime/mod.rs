@@ -92,8 +92,8 @@ fn io_error(context: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
     move |source| Error::Io { context, source }
 }
 
-/// How the container's terminal, if `process.terminal` asks for one, is
-/// handed over.
+/// Hand-over of the container's terminal, when `process.terminal` requests
+/// one.
 #[derive(Debug, Default)]
 pub enum ConsoleMode {
     /// No terminal is expected; the process inherits the caller's standard
@@ -107,7 +107,7 @@ pub enum ConsoleMode {
     Receive,
 }
 
-/// What [`Container::create`] needs.
+/// Parameters of [`Container::create`].
 #[derive(Debug, Default)]
 pub struct ContainerConfig {
     pub id: String,
@@ -265,10 +265,10 @@ fn console_channel(
 }
 
 impl Container {
-    /// Creates a container from a bundle: namespaces, mounts, cgroup and
+    /// Creates a container from a bundle. Namespaces, mounts, cgroup and
     /// credentials are set up and the process waits for [`Container::start`].
-    /// On failure nothing is left behind: no state, process, mount or
-    /// cgroup.
+    /// On failure the state directory, the processes and the cgroup are
+    /// removed; mounts live only in the container's mount namespace.
     pub fn create(config: &ContainerConfig) -> Result<Container, Error> {
         check_id(&config.id)?;
         let root = root_or_default(&config.root_dir);
@@ -326,13 +326,18 @@ impl Container {
         process: &Process,
         cgroup_path: String,
     ) -> Result<Container, Error> {
+        // Writable by others: in a user namespace the container's root is
+        // not the host's root that owns the FIFO.
         let fifo = state_dir.join(state::EXEC_FIFO);
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).map_err(
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622)).map_err(
             |e| Error::Io {
                 context: format!("creating the exec FIFO {}", fifo.display()),
                 source: e.into(),
             },
         )?;
+
+        fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+            .map_err(io_error(format!("setting the mode of {}", fifo.display())))?;
 
         let mut record = Record::new(&config.id, bundle, &rootfs, spec);
         record.save(state_dir)?;
@@ -419,7 +424,8 @@ impl Container {
         &self.record.id
     }
 
-    /// Returns the pid of the container's process, as the host sees it.
+    /// Returns the pid of the container's process in the host's PID
+    /// namespace.
     pub fn pid(&self) -> Option<i32> {
         self.record.pid
     }

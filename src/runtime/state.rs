@@ -14,7 +14,7 @@ pub const RECORD: &str = "state.json";
 /// File name of the FIFO the created container waits on.
 pub const EXEC_FIFO: &str = "exec.fifo";
 
-/// What the runtime remembers about a container between invocations.
+/// The runtime's record of a container, kept between invocations.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
     pub id: String,
@@ -54,7 +54,7 @@ impl Record {
         })?;
         serde_json::from_str(&text).map_err(|e| {
             Error::Setup(format!(
-                "{} is damaged ({e}); delete the container's state directory",
+                "{} is invalid ({e}); delete the container's state directory",
                 path.display()
             ))
         })

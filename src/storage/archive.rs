@@ -153,8 +153,6 @@ pub enum DiffSource<'a> {
 ///
 /// A file in the changes whose name starts with `.wh.` is rejected, because
 /// every reader of the layer would take it for a whiteout.
-// NOTE: extended attributes (file capabilities, ACLs) are not written, so a
-// committed layer loses them.
 pub fn write_diff(source: DiffSource<'_>, out: &mut dyn Write) -> Result<()> {
     let mut writer = DiffWriter {
         builder: tar::Builder::new(out),
@@ -236,7 +234,8 @@ fn changed(
         return lower.rdev() != upper.rdev();
     }
     // NOTE: like other tree-diffing drivers, content is compared by size and
-    // modification time only; a rewrite that restores both is missed.
+    // modification time only; a rewrite that restores both, or a change of
+    // extended attributes alone, is missed.
     lower.size() != upper.size()
         || lower.mtime() != upper.mtime()
         || lower.mtime_nsec() != upper.mtime_nsec()
@@ -354,6 +353,21 @@ impl DiffWriter<'_> {
                     .map_err(|e| io_error(context(), e));
             }
             self.links.insert(key, rel.to_path_buf());
+        }
+
+        let xattrs: Vec<(String, Vec<u8>)> = crate::platform::storage::read_xattrs(path)
+            .map_err(|e| io_error(context(), e))?
+            .into_iter()
+            .filter(|(key, _)| super::extract::xattr_allowed(key))
+            .filter_map(|(key, value)| {
+                let key = String::from_utf8(key).ok()?;
+                Some((format!("{}{key}", super::extract::XATTR_PAX_PREFIX), value))
+            })
+            .collect();
+        if !xattrs.is_empty() && !ft.is_symlink() {
+            self.builder
+                .append_pax_extensions(xattrs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+                .map_err(|e| io_error(context(), e))?;
         }
 
         if ft.is_dir() {

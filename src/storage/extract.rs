@@ -20,7 +20,7 @@
 //! into memory: a compressed archive could otherwise expand one header into
 //! gigabytes.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read};
@@ -37,6 +37,19 @@ pub const MAX_EXTENSION_SIZE: u64 = 1 << 20;
 pub const MAX_PATH_LEN: usize = 4096;
 /// Largest single path component, as Linux's `NAME_MAX`.
 pub const MAX_NAME_LEN: usize = 255;
+
+/// Prefix of the PAX records that carry extended attributes (as GNU tar and
+/// Go's archive/tar write them).
+pub const XATTR_PAX_PREFIX: &str = "SCHILY.xattr.";
+
+/// Returns whether an extended attribute is carried in layers: `user.`,
+/// file capabilities and POSIX ACLs. Overlayfs's own `trusted.overlay.`
+/// attributes and security labels, which belong to the host, are not.
+pub fn xattr_allowed(key: &[u8]) -> bool {
+    key.starts_with(b"user.")
+        || key == b"security.capability"
+        || key.starts_with(b"system.posix_acl_")
+}
 
 /// Marker of an opaque directory: lower layers' entries in it are hidden.
 pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -98,6 +111,8 @@ struct EntryHeader {
     mtime: i64,
     size: u64,
     device: (u32, u32),
+    /// Extended attributes from `SCHILY.xattr.` PAX records.
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Extracts the uncompressed tar stream `reader` into the existing directory
@@ -114,7 +129,7 @@ pub fn extract(
     let mut extractor = Extractor {
         root: root_fd,
         options: *options,
-        created: HashSet::new(),
+        created: BTreeSet::new(),
         dir_times: Vec::new(),
         summary: ExtractSummary::default(),
     };
@@ -214,6 +229,7 @@ fn entry_header(
         .long_name
         .map(trim_nul)
         .unwrap_or_else(|| raw.path_bytes().into_owned());
+    let mut xattrs = Vec::new();
     let mut link = pending
         .long_link
         .map(trim_nul)
@@ -242,6 +258,9 @@ fn entry_header(
             };
             match record.key_bytes() {
                 b"path" => name = value.to_vec(),
+                key if key.starts_with(XATTR_PAX_PREFIX.as_bytes()) => {
+                    xattrs.push((key[XATTR_PAX_PREFIX.len()..].to_vec(), value.to_vec()));
+                }
                 b"linkpath" => link = Some(value.to_vec()),
                 b"uid" => uid = number()? as u64,
                 b"gid" => gid = number()? as u64,
@@ -285,6 +304,7 @@ fn entry_header(
         mtime,
         size,
         device,
+        xattrs,
     })
 }
 
@@ -344,7 +364,7 @@ struct Extractor {
     root: OwnedFd,
     options: ExtractOptions,
     /// Paths this layer wrote, which an opaque marker must not hide.
-    created: HashSet<Vec<u8>>,
+    created: BTreeSet<Vec<u8>>,
     /// Directory times, set last because entries below change them.
     dir_times: Vec<(Vec<OsString>, i64)>,
     summary: ExtractSummary,
@@ -425,9 +445,18 @@ impl Extractor {
         path.push(base.clone());
         self.created.insert(join(&path));
 
-        let meta = |this: &Self, mode: Option<u32>| {
+        // Extended attributes go last, because chown clears file
+        // capabilities. Symlinks (no mode) get none.
+        let meta = |this: &Self, mode: Option<u32>| -> Result<()> {
             fdops::set_metadata(&parent, &base, header.uid, header.gid, mode, header.mtime)
-                .map_err(|e| this.io(name, "set metadata", e))
+                .map_err(|e| this.io(name, "set metadata", e))?;
+            if mode.is_some() {
+                for (key, value) in header.xattrs.iter().filter(|(k, _)| xattr_allowed(k)) {
+                    crate::platform::storage::set_xattr(&parent, &base, key, value)
+                        .map_err(|e| this.io(name, "set extended attribute", e))?;
+                }
+            }
+            Ok(())
         };
         match header.kind {
             _ if is_dir => {
@@ -613,22 +642,46 @@ impl Extractor {
     fn opaque(&mut self, name: &[u8], parts: &[OsString]) -> Result<()> {
         let dir = self.open_parent(name, parts, true)?;
         match self.options.whiteouts {
-            Whiteouts::Apply => {
-                let prefix = join(parts);
-                let created = &self.created;
-                fdops::clear_dir(&dir, |child| {
-                    let mut path = prefix.clone();
-                    if !path.is_empty() {
-                        path.push(b'/');
-                    }
-                    path.extend_from_slice(child.as_bytes());
-                    created.contains(&path)
-                })
-                .map_err(|e| self.io(name, "apply opaque marker", e))
-            }
+            Whiteouts::Apply => self
+                .hide_lower(&dir, &join(parts))
+                .map_err(|e| self.io(name, "apply opaque marker", e)),
             Whiteouts::Overlay => crate::platform::storage::overlay_set_opaque(&dir)
                 .map_err(|e| self.io(name, "mark directory opaque", e)),
         }
+    }
+
+    /// Removes from `dir` (at `prefix` below the root) everything this layer
+    /// did not write. Directories that hold entries of this layer stay, and
+    /// are cleared the same way, because an opaque marker hides every lower
+    /// entry below it even when it comes after this layer's own entries.
+    fn hide_lower(&self, dir: &OwnedFd, prefix: &[u8]) -> io::Result<()> {
+        for child in fdops::list_dir(dir)? {
+            let mut path = prefix.to_vec();
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(child.as_bytes());
+            let mut below = path.clone();
+            below.push(b'/');
+            let written = self.created.contains(&path);
+            let written_below = self
+                .created
+                .range(below.clone()..)
+                .next()
+                .is_some_and(|p| p.starts_with(&below));
+
+            if !written && !written_below {
+                fdops::remove_all_at(dir, &child)?;
+                continue;
+            }
+            let is_dir = fdops::lstatat(dir, &child)?
+                .is_some_and(|st| fdops::is_type(st.st_mode, libc::S_IFDIR));
+            if is_dir {
+                let sub = crate::platform::storage::open_dir_nofollow(dir, &child)?;
+                self.hide_lower(&sub, &path)?;
+            }
+        }
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {

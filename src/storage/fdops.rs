@@ -188,7 +188,7 @@ pub fn set_metadata(
 pub fn set_mtime(dir: &OwnedFd, name: &OsStr, mtime: i64) -> io::Result<()> {
     let c = cstring(name.as_bytes())?;
     let time = libc::timespec {
-        tv_sec: mtime as libc::time_t,
+        tv_sec: mtime as _,
         tv_nsec: 0,
     };
     let times = [time, time];

@@ -82,11 +82,11 @@ pub fn copy_metadata(meta: &fs::Metadata, path: &Path) -> io::Result<()> {
     }
     let times = [
         libc::timespec {
-            tv_sec: meta.atime() as libc::time_t,
+            tv_sec: meta.atime() as _,
             tv_nsec: meta.atime_nsec() as _,
         },
         libc::timespec {
-            tv_sec: meta.mtime() as libc::time_t,
+            tv_sec: meta.mtime() as _,
             tv_nsec: meta.mtime_nsec() as _,
         },
     ];

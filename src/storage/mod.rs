@@ -76,7 +76,7 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) 
     move |source| Error::Io { context, source }
 }
 
-/// The storage drivers cblocks knows.
+/// Storage drivers of cblocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DriverKind {
     /// Linux overlayfs: layers as lower directories.
@@ -125,7 +125,7 @@ impl DriverKind {
             })
     }
 
-    /// The default driver of this platform.
+    /// Returns the default driver of this platform.
     pub fn platform_default() -> Self {
         crate::platform::storage::DEFAULT_DRIVER
     }

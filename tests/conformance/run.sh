@@ -23,9 +23,11 @@
 #   TEST_TIMEOUT       seconds one test program may run (default 120)
 #   TESTS              test names to run, separated by spaces (default: all)
 #   HUGETLB_V1         auto (default): on a hybrid cgroup layout whose cgroup2
-#                      mount holds hugetlb, mount hugetlb as a v1 hierarchy
-#                      for the run, as crun 1.8 needs, and remove it after;
-#                      no: keep the layout as it is
+#                      mount contains hugetlb, mount hugetlb as a v1 hierarchy
+#                      for the run, as crun 1.8 needs, and remove it after.
+#                      When cgroup2 uses hugetlb and the kernel refuses that
+#                      mount, run in a private mount namespace without the
+#                      cgroup2 mount instead. no: keep the layout as it is
 #
 # The tests unpack runtime-tools' busybox root file system into bundles
 # under a temporary directory and need no network. Every container, mount
@@ -47,6 +49,7 @@ case $1 in -h | --help) usage ;; esac
 runtime=$1
 [ -x "$runtime" ] || die "runtime $runtime is not an executable file: pass the path of runc, crun or cblock-runtime"
 runtime=$(cd "$(dirname "$runtime")" && pwd)/$(basename "$runtime")
+runtime_given=$runtime
 output=${2:-conformance-$(basename "$runtime").txt}
 mkdir -p "$(dirname "$output")"
 output=$(cd "$(dirname "$output")" && pwd)/$(basename "$output")
@@ -96,6 +99,9 @@ build_tests() {
         echo unknown > "$partial/REVISION"
     mv "$partial" "$build_dir"
 }
+
+[ "${HUGETLB_V1:-auto}" = no ] || prepare_cgroup_layout "$here/run.sh" "$@"
+trap hugetlb_v1_release EXIT
 
 build_dir="$cache_root/$(source_digest)"
 [ -x "$build_dir/runtimetest" ] || build_tests "$build_dir"
@@ -158,13 +164,15 @@ cgroups_before=$(list_test_cgroups)
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-[ "${HUGETLB_V1:-auto}" = no ] || hugetlb_v1_mount || true
-
 if [ -n "${TESTS:-}" ]; then
     tests=$TESTS
 else
     tests=$(cd "$build_dir/validation" && ls)
 fi
+for name in $tests; do
+    [ -x "$build_dir/validation/$name" ] ||
+        die "no test named $name in $build_dir/validation: set TESTS to names listed there"
+done
 
 # Reads one test's TAP output and prints "STATUS OK NOT_OK SKIPPED PLANNED"
 # followed by up to three lines of reason. Some programs print several TAP
@@ -243,17 +251,16 @@ summarize_tap() {
 rm -rf "$logs"
 mkdir -p "$logs"
 {
-    echo "# OCI runtime-tools validation of $runtime"
+    echo "# OCI runtime-tools validation of $runtime_given"
     echo "# runtime version: $("$runtime" --version 2>&1 | head -n 1)"
     echo "# runtime-tools: $(cat "$build_dir/REVISION") (built in $build_dir)"
-    echo "# kernel: $(uname -r); hugetlb cgroup hierarchy id: $(hugetlb_hierarchy_id) (0 is cgroup2)"
+    echo "# kernel: $(uname -r); cgroups: $(describe_cgroup_layout)"
     echo "# date: $(date -u '+%Y-%m-%d %H:%M UTC'); timeout per test: ${test_timeout}s"
     echo "# test status ok not_ok skipped planned"
 } > "$output"
 
 count_pass=0 count_fail=0 count_skip=0 count_timeout=0 assertions_ok=0 assertions_all=0
 for name in $tests; do
-    [ -x "$build_dir/validation/$name" ] || die "no test named $name in $build_dir/validation"
     mkdir -p "$work/tmp"
     printf '%-45s ' "$name" >&2
 

@@ -79,10 +79,23 @@ pub fn is_overlay_whiteout(_meta: &fs::Metadata) -> bool {
     false
 }
 
+/// Sets an extended attribute.
+// NOTE: FreeBSD's extattr namespaces do not map onto Linux's `user.` and
+// `security.` names, so layer xattrs are dropped here.
+pub fn set_xattr(_dir: &OwnedFd, _name: &OsStr, _key: &[u8], _value: &[u8]) -> io::Result<()> {
+    Ok(())
+}
+
+/// Returns the extended attributes of `path`; none on FreeBSD (see
+/// `set_xattr`).
+pub fn read_xattrs(_path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    Ok(Vec::new())
+}
+
 /// Flushes file systems to disk. FreeBSD has no per-file-system call, so
 /// this is `sync(2)`, which schedules the writes of all of them.
 pub fn sync_filesystem(_path: &Path) -> io::Result<()> {
-    // SAFETY: sync takes no arguments and cannot fail.
+    // SAFETY: sync(2) takes no arguments and returns nothing.
     unsafe { libc::sync() };
     Ok(())
 }

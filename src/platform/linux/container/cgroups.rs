@@ -104,7 +104,7 @@ fn hierarchies() -> Result<Vec<Hierarchy>, Error> {
     Ok(found)
 }
 
-/// Whether the host runs cgroup v2 alone.
+/// Returns whether the host runs cgroup v2 alone.
 pub fn is_unified_only() -> bool {
     hierarchies()
         .map(|hs| hs.iter().all(|h| h.unified) && !hs.is_empty())
@@ -219,16 +219,24 @@ pub fn create(path: &str, resources: Option<&Resources>, pid: i32) -> Result<Cgr
     let result = (|| {
         for hierarchy in &hierarchies {
             let dir = hierarchy.mount.join(relative);
-            let existed = dir.is_dir();
+            // Deleting the container kills what is left in its cgroup, so
+            // it must not share one with other processes.
+            let in_use = fs::read_to_string(dir.join("cgroup.procs"))
+                .is_ok_and(|procs| !procs.trim().is_empty());
+            if in_use {
+                return Err(Error::Config(format!(
+                    "cgroup {} already holds processes; give the container its own \
+                     linux.cgroupsPath",
+                    dir.display()
+                )));
+            }
             if hierarchy.unified {
                 enable_controllers(&hierarchy.mount, &dir)?;
             } else {
                 let cpuset = hierarchy.controllers.iter().any(|c| c == "cpuset");
                 create_dir(&dir, cpuset)?;
             }
-            if !existed {
-                cgroup.dirs.push(dir.clone());
-            }
+            cgroup.dirs.push(dir.clone());
             if let Some(resources) = resources {
                 if hierarchy.unified {
                     apply_v2(&dir, &hierarchy.controllers, resources, unified_only)?;
@@ -478,7 +486,7 @@ fn device_rule_line(rule: &DeviceRule) -> String {
     )
 }
 
-/// Devices every container may use whatever its rules say, because the
+/// Devices every container may use whatever its rules are, because the
 /// runtime creates them in its /dev: null, zero, full, random, urandom,
 /// tty, console, ptmx and the PTYs of its devpts instance.
 const STANDARD_DEVICE_RULES: &[&str] = &[
@@ -613,8 +621,8 @@ fn apply_v2(
         write_file(dir, key, value)?;
     }
     // TODO: device rules on cgroup v2 need an eBPF program attached to the
-    // cgroup; until that exists the container's /dev, which holds only the
-    // configured nodes, is what limits device access there.
+    // cgroup. Until that exists, device access there is limited only by the
+    // container's /dev, which contains just the configured nodes.
     Ok(())
 }
 

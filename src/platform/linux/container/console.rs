@@ -1,10 +1,10 @@
 //! The container's terminal and the console-socket protocol.
 //!
 //! When `process.terminal` is set, the container's init opens a PTY in the
-//! container's own devpts instance, makes the slave its standard streams and
-//! controlling terminal, and sends the master to the caller over a UNIX
-//! socket as an SCM_RIGHTS message whose data is the PTY's name (runc's
-//! `--console-socket` protocol, which conmon and containerd speak).
+//! container's own devpts instance and makes the slave its standard streams
+//! and controlling terminal. It sends the master to the caller over a UNIX
+//! socket as an SCM_RIGHTS message whose data is the PTY's name. This is
+//! runc's `--console-socket` protocol, which conmon and containerd use.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -57,6 +57,7 @@ pub fn open_pty(size: Option<ConsoleSize>) -> Result<Pty, Error> {
     }
     // SAFETY: master was just opened.
     let master = unsafe { OwnedFd::from_raw_fd(master) };
+
     // SAFETY: unlockpt and ioctl on a valid PTY master.
     if unsafe { libc::unlockpt(master.as_raw_fd()) } != 0 {
         return Err(os_error("unlocking the terminal (unlockpt)"));
@@ -66,6 +67,7 @@ pub fn open_pty(size: Option<ConsoleSize>) -> Result<Pty, Error> {
     if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut number) } != 0 {
         return Err(os_error("reading the terminal number (TIOCGPTN)"));
     }
+
     let name = format!("/dev/pts/{number}");
     let c_name = std::ffi::CString::new(name.clone()).unwrap_or_default();
     // SAFETY: c_name is a valid C string.
@@ -75,6 +77,7 @@ pub fn open_pty(size: Option<ConsoleSize>) -> Result<Pty, Error> {
     }
     // SAFETY: slave was just opened.
     let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+
     if let Some(size) = size {
         let winsize = libc::winsize {
             ws_row: size.height,

@@ -10,7 +10,7 @@
 //!    takes effect only for children, reports the child's pid and exits.
 //! 3. The child, PID 1 of the container, builds the root file system,
 //!    drops privileges, reports `created` and blocks on the exec FIFO in
-//!    the state directory until `start` opens it; then it executes the
+//!    the state directory. Once `start` opens the FIFO, it executes the
 //!    container's program.
 //!
 //! Messages on the socket are JSON objects, one per line.
@@ -168,8 +168,8 @@ pub struct Launched {
     pub cgroup: cgroups::Cgroup,
 }
 
-/// Checks the parts of a configuration that only this platform knows, so
-/// that `create` fails before anything is set up.
+/// Checks the platform-specific parts of a configuration, so that `create`
+/// fails before anything is set up.
 pub fn validate(spec: &Spec, process: &Process) -> Result<(), Error> {
     let linux = spec.linux_or_default();
     let mut seen = Vec::new();
@@ -441,7 +441,8 @@ pub fn setup_main(args: &[String]) -> ExitCode {
         eprintln!("cblock-runtime: _setup is internal and needs the setup descriptor");
         return ExitCode::from(2);
     };
-    // SAFETY: the runtime passed this descriptor to us and nobody else owns it.
+    // SAFETY: the runtime passed this descriptor to us and no other object
+    // owns it.
     let stream = unsafe { UnixStream::from_raw_fd(fd) };
     let _ = nix::fcntl::fcntl(
         fd,
@@ -537,9 +538,9 @@ fn enter_namespaces(config: &InitConfig, channel: &mut Channel) -> Result<(), Er
             joins.push((ns.kind.clone(), path.clone(), open_namespace(path)?));
         }
     }
-    // The user namespace first, because it decides the rights for joining
-    // the others; the mount namespace last, because it changes what the
-    // remaining paths refer to.
+    // The user namespace comes first, because it decides the rights for
+    // joining the others. The mount namespace comes last, because it changes
+    // what the remaining paths refer to.
     joins.sort_by_key(|(kind, _, _)| match kind.as_str() {
         "user" => 0,
         "mount" => 2,
@@ -737,7 +738,8 @@ fn start_container(
     finish_and_exec(&program, process, seccomp_late)
 }
 
-/// Blocks until `start` opens the FIFO for reading, then tells it so.
+/// Blocks until `start` opens the FIFO for reading, then writes the byte
+/// that `start` waits for.
 fn wait_for_start(fifo: &OwnedFd) -> Result<(), Error> {
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
     let mut writer = fs::OpenOptions::new()

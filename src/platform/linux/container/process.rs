@@ -60,7 +60,7 @@ fn os_error(context: String) -> Error {
     }
 }
 
-/// Returns the highest capability number the kernel knows.
+/// Returns the highest capability number the kernel supports.
 fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()

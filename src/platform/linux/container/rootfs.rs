@@ -2,7 +2,7 @@
 //! `/dev`, `pivot_root`, masked and read-only paths.
 //!
 //! Everything here runs in the container's new mount namespace before the
-//! process is started; errors name the step and the path inside the
+//! process is started. Errors name the step and the path inside the
 //! container, as in `mounting proc on /proc: EPERM`.
 
 use std::fs;
@@ -198,7 +198,7 @@ fn locked_flags(path: &Path) -> MsFlags {
     flags
 }
 
-/// What the mounts need to know about the container's cgroup.
+/// The container's cgroup, as the cgroup mount needs it.
 pub struct CgroupMountInfo {
     /// Host directories of the container's cgroup, one per hierarchy.
     pub dirs: Vec<PathBuf>,
@@ -314,7 +314,7 @@ fn mount_one(
     }
     if kind.is_empty() {
         return Err(Error::Config(format!(
-            "mount on {shown} has no type and is no bind mount; set \"type\""
+            "mount on {shown} is missing \"type\" and is no bind mount; set \"type\""
         )));
     }
 

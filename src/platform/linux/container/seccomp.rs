@@ -5,9 +5,9 @@
 //! while a configuration may give every rule its own action. The filter is
 //! therefore loaded as a stack: first a filter that returns the default
 //! action for every call no rule matches, then one filter per other action.
-//! The kernel runs every filter and keeps the most severe result; between
-//! equal actions (two errno values) the filter loaded last wins, which is
-//! the rule's own.
+//! The kernel runs every filter and keeps the most severe result. Between
+//! equal actions, such as two errno values, the filter loaded last wins,
+//! and that is the rule's own.
 
 use std::collections::BTreeMap;
 use std::convert::TryFrom;
@@ -215,8 +215,8 @@ pub fn load(programs: &[BpfProgram]) -> Result<(), Error> {
     Ok(())
 }
 
-/// System calls the default profile rejects unless the container holds the
-/// capability given; `None` means always rejected.
+/// System calls the default profile rejects unless the container has the
+/// capability given. `None` means always rejected.
 const DENIED: &[(&str, Option<&str>)] = &[
     ("acct", Some("CAP_SYS_PACCT")),
     ("add_key", None),
@@ -295,11 +295,11 @@ const CLONE_NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWNET
     | libc::CLONE_NEWCGROUP) as u64;
 
-/// Returns the default seccomp profile of cblocks' own containers, in the
-/// spirit of Docker's: every system call is allowed except those that reach
-/// outside the container or into the kernel's configuration, which are
-/// allowed only with the capability that governs them. Unknown or new calls
-/// fail with EPERM.
+/// Returns the default seccomp profile of cblocks' own containers, modelled
+/// on Docker's. Every system call is allowed except those that reach
+/// outside the container or into the kernel's configuration. Those are
+/// allowed only with the capability that governs them, and unknown or new
+/// calls fail with EPERM.
 pub fn default_profile(capabilities: &[String]) -> Seccomp {
     let has = |cap: &str| capabilities.iter().any(|c| c == cap);
     let allow = |names: Vec<String>, args: Vec<SeccompArg>| SeccompSyscall {

@@ -12,7 +12,7 @@ pub use btrfs::Btrfs;
 pub use overlay::Overlay;
 pub use resolve::{
     is_overlay_whiteout, open_dir_nofollow, open_in_root, overlay_is_opaque, overlay_set_opaque,
-    overlay_whiteout,
+    overlay_whiteout, read_xattrs, set_xattr,
 };
 
 /// The driver `cblockd` uses when `--storage` is not given.

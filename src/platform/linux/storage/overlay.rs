@@ -24,7 +24,7 @@ use crate::storage::{
     ExtractSummary, Layout, Result, Whiteouts, STAGING_PREFIX,
 };
 
-/// Longest mount option string the kernel accepts: one page, less the NUL.
+/// Maximum length of overlayfs mount options: one page, less the NUL.
 const MAX_MOUNT_DATA: usize = 4095;
 
 pub struct Overlay {
@@ -166,7 +166,7 @@ impl Driver for Overlay {
             None => vec![self.layout.root.join("empty")],
         };
         let lower_list: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
-        // redirect_dir and metacopy stay off, so the upper directory holds
+        // redirect_dir and metacopy stay off, so the upper directory contains
         // whole files and plain whiteouts that `diff` can read.
         let data = format!(
             "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off",
@@ -175,7 +175,8 @@ impl Driver for Overlay {
             dir.join("work").display(),
         );
         if data.len() > MAX_MOUNT_DATA {
-            // NOTE: about 35 layers fit with the default data directory.
+            // NOTE: about 55 layers fit with the default data directory (an
+            // estimate from its path lengths); mounts of taller images fail.
             return Err(Error::Unsupported {
                 driver: "overlay",
                 reason: format!(

@@ -119,3 +119,83 @@ pub fn overlay_is_opaque(path: &Path) -> io::Result<bool> {
 pub fn is_overlay_whiteout(meta: &fs::Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
 }
+
+/// Sets extended attribute `key` on `name` in `dir` without following a
+/// symlink at `name`.
+pub fn set_xattr(dir: &OwnedFd, name: &OsStr, key: &[u8], value: &[u8]) -> io::Result<()> {
+    // The descriptor's /proc link names the directory itself, so the path
+    // cannot leave it; lsetxattr does not follow `name` if it is a symlink.
+    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    path.extend_from_slice(name.as_bytes());
+    let path = CString::new(path)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "name contains NUL"))?;
+    let key = CString::new(key)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "attribute name contains NUL"))?;
+    // SAFETY: valid C strings and a buffer of the given length.
+    let ret = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            key.as_ptr(),
+            value.as_ptr() as *const libc::c_void,
+            value.len(),
+            0,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Returns the extended attributes of `path`, without following a symlink.
+pub fn read_xattrs(path: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let c = CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: a null buffer of length 0 makes llistxattr return the size.
+    let size = unsafe { libc::llistxattr(c.as_ptr(), std::ptr::null_mut(), 0) };
+    if size < 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ENOTSUP) {
+            return Ok(Vec::new());
+        }
+        return Err(err);
+    }
+    let mut names = vec![0u8; size as usize];
+    // SAFETY: a buffer of the given length.
+    let size = unsafe {
+        libc::llistxattr(
+            c.as_ptr(),
+            names.as_mut_ptr() as *mut libc::c_char,
+            names.len(),
+        )
+    };
+    if size < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    names.truncate(size as usize);
+
+    let mut out = Vec::new();
+    for key in names.split(|b| *b == 0).filter(|k| !k.is_empty()) {
+        let ckey = CString::new(key)?;
+        // SAFETY: a null buffer of length 0 makes lgetxattr return the size.
+        let len = unsafe { libc::lgetxattr(c.as_ptr(), ckey.as_ptr(), std::ptr::null_mut(), 0) };
+        if len < 0 {
+            continue;
+        }
+        let mut value = vec![0u8; len as usize];
+        // SAFETY: a buffer of the given length.
+        let len = unsafe {
+            libc::lgetxattr(
+                c.as_ptr(),
+                ckey.as_ptr(),
+                value.as_mut_ptr() as *mut libc::c_void,
+                value.len(),
+            )
+        };
+        if len < 0 {
+            continue;
+        }
+        value.truncate(len as usize);
+        out.push((key.to_vec(), value));
+    }
+    Ok(out)
+}
