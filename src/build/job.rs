@@ -65,7 +65,7 @@ pub fn run(job: &Job) -> crate::Result<String> {
 
 fn run_inner(job: &Job) -> crate::Result<super::Built> {
     let file = crate::cblockfile::parse(&job.file_name, job.file_text.as_bytes())?;
-    let store = open_store(&job.data_dir)?;
+    let store = Store::open_or_create(&job.data_dir)?;
     let names = job
         .names
         .iter()
@@ -100,18 +100,6 @@ fn run_inner(job: &Job) -> crate::Result<super::Built> {
         &job.id,
         &output,
     )?)
-}
-
-/// Opens the store of `data_dir` with the driver it records, or creates it
-/// with the platform's default driver, as cblockd would on its first start.
-pub fn open_store(data_dir: &Path) -> crate::Result<Store> {
-    match Store::open_recorded(data_dir) {
-        Err(crate::image::Error::NoStore(_)) => Ok(Store::open(
-            data_dir,
-            crate::storage::DriverKind::platform_default(),
-        )?),
-        other => Ok(other?),
-    }
 }
 
 /// Reads a job file written by `write`.

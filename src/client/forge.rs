@@ -35,7 +35,7 @@ pub fn run(_globals: &Globals, args: Args) -> crate::Result<ExitCode> {
     let reference = Reference::parse(&args.name)?;
     // NOTE: runs against the data directory in-process until cblockd serves
     // image commands over its socket.
-    let store = crate::build::job::open_store(&args.data_directory)?;
+    let store = Store::open_or_create(&args.data_directory)?;
     let work = args
         .data_directory
         .join("builds")

@@ -155,15 +155,7 @@ pub fn main(args: &[String]) -> crate::Result<ExitCode> {
         Some(driver) => {
             crate::image::Store::open(&data_dir, crate::storage::DriverKind::parse(driver)?)?
         }
-        // cblockd creates the store, with the platform's default driver
-        // unless --storage names another.
-        None => match crate::image::Store::open_recorded(&data_dir) {
-            Err(crate::image::Error::NoStore(_)) => crate::image::Store::open(
-                &data_dir,
-                crate::storage::DriverKind::platform_default(),
-            )?,
-            other => other?,
-        },
+        None => crate::image::Store::open_or_create(&data_dir)?,
     };
     let exe = std::env::current_exe().map_err(|source| Error::Io {
         context: "find the path of this binary".into(),

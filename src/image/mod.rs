@@ -319,6 +319,16 @@ impl Store {
         Store::open(data_dir, kind)
     }
 
+    /// Opens the store in `data_dir` with the driver it records, or creates
+    /// it with the platform's default driver: what cblockd does when
+    /// started without `--storage`.
+    pub fn open_or_create(data_dir: &Path) -> Result<Store> {
+        match Store::open_recorded(data_dir) {
+            Err(Error::NoStore(_)) => Store::open(data_dir, DriverKind::platform_default()),
+            other => other,
+        }
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
