@@ -108,9 +108,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Runs the supervisor role (`cblock _supervisor [--ready-fd N] DIR`).
 ///
-/// cblockd passes the write end of a pipe as `--ready-fd`; the supervisor
-/// writes `ok` there once its socket is listening, or `error: ...`, and
-/// closes it.
+/// cblockd passes the write end of a pipe as `--ready-fd`. The supervisor
+/// writes `ok` there once its socket is listening (and a payload to start
+/// at once runs), or `error: ...`, and closes it.
 pub fn supervisor_main(args: &[String]) -> crate::Result<ExitCode> {
     let (ready_fd, dir) = match args {
         [flag, fd, dir] if flag == "--ready-fd" => {
@@ -251,9 +251,9 @@ fn id(shared: &Shared) -> Option<&str> {
     Some(&shared.config.id)
 }
 
-/// Starts the payload if the configuration says so, reports readiness and
+/// Starts the payload when `config.start` is set, reports readiness and
 /// accepts connections. A payload started here has its pid and terminal
-/// recorded before cblockd hears that the instance is ready.
+/// recorded before cblockd learns that the instance is ready.
 fn serve(shared: Arc<Shared>, listener: UnixListener) {
     if shared.config.start {
         start(&shared);

@@ -455,7 +455,7 @@ fn stop(
     )?;
     match supervisor_response(instance, &mut supervisor)? {
         SupervisorResponse::Stopped { status } => {
-            // Answer once the root file system is released, so that the
+            // Respond once the root file system is released, so that the
             // caller may remove or prune the instance right away.
             if !wait_cleanup(daemon, id) {
                 log_warn!(Some(id), "stopped, but its cleanup is still running");
@@ -676,7 +676,14 @@ fn cleanup(daemon: &Daemon, config: &InstanceConfig, status: i32) {
     } else if let Err(err) = std::fs::write(daemon.store.dir(id).join(CLEANED_FILE), b"") {
         log_error!(Some(id), "failed to mark the cleanup as done: {err}");
     }
-    probes::cleanup(id, i32::from(failed), "regular");
+    // The original's cleanup types: `build` for build jobs, `regular` for
+    // launched containers.
+    let kind = if config.kind == "building" {
+        "build"
+    } else {
+        "regular"
+    };
+    probes::cleanup(id, i32::from(failed), kind);
 }
 
 /// Removes what remains of a stopped instance: its container, if the
