@@ -127,6 +127,12 @@ prepare_cgroup_layout() {
     if [ -n "${CBLOCKS_CGROUP2_HIDDEN:-}" ]; then
         umount /sys/fs/cgroup/unified ||
             die "unmounting /sys/fs/cgroup/unified in the private mount namespace failed: run with the layout as it is (HUGETLB_V1=no for the conformance run)"
+        # Runtimes still write their cgroup directories there. An empty tmpfs
+        # of this namespace takes them, so they vanish with the namespace
+        # instead of staying on the host's /sys/fs/cgroup tmpfs, hidden under
+        # its cgroup2 mount.
+        mount -t tmpfs -o mode=755,size=1m cblocks-cgroup2-hidden /sys/fs/cgroup/unified ||
+            die "mounting a tmpfs on /sys/fs/cgroup/unified in the private mount namespace failed"
         note "running in a private mount namespace without the cgroup2 mount: a pure cgroup v1 layout without hugetlb"
         return 0
     fi

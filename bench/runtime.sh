@@ -63,11 +63,36 @@ id=cblocks-bench-$$
 # Runtime name -> command (path plus --root). Filled below.
 declare -A runtime_cmd=()
 
+# Every runtime call runs under `timeout`, which also puts it in a process
+# group of its own, so a runtime that hangs or signals its own group cannot
+# take the script with it.
+runtime_call() {
+    local name=$1
+    shift
+    timeout -k 5 60 ${runtime_cmd[$name]} "$@"
+}
+
 cleanup() {
-    local name
+    local name dir dirs pid
     for name in "${!runtime_cmd[@]}"; do
-        ${runtime_cmd[$name]} delete --force "$id" >/dev/null 2>&1 || true
-        ${runtime_cmd[$name]} delete --force "$id-mem" >/dev/null 2>&1 || true
+        runtime_call "$name" delete --force "$id" >/dev/null 2>&1 || true
+        runtime_call "$name" delete --force "$id-mem" >/dev/null 2>&1 || true
+    done
+    # A runtime that failed midway can leave the container's cgroups, and
+    # processes in them, behind. The cgroups are named after this run's
+    # container ids, so whatever is in them was started by this run.
+    dirs=$(find /sys/fs/cgroup -maxdepth 5 -type d \( -name "$id" -o -name "$id-mem" \) 2>/dev/null |
+        while read -r dir; do
+            [ "$(stat -f -c %T "$dir")" = tmpfs ] || echo "$dir"
+        done)
+    for dir in $dirs; do
+        for pid in $(cat "$dir/cgroup.procs" 2>/dev/null); do
+            kill -KILL "$pid" 2>/dev/null || true
+        done
+    done
+    [ -z "$dirs" ] || sleep 0.5
+    for dir in $dirs; do
+        rmdir "$dir" 2>/dev/null || note "cgroup $dir is still in use: remove it once its processes are gone"
     done
     unmount_below "$work"
     rm -rf --one-file-system "$work"
@@ -103,11 +128,14 @@ fi
 # is left out with the reason.
 for name in cblock-runtime crun runc; do
     [ -n "${runtime_cmd[$name]:-}" ] || continue
+    # The output goes to a file, not a pipe, because a process the runtime
+    # left behind could keep a pipe open and block the script.
     status=0
-    error=$(${runtime_cmd[$name]} run --bundle "$bundle" "$id" 2>&1 < /dev/null) || status=$?
+    runtime_call "$name" run --bundle "$bundle" "$id" > "$work/probe.log" 2>&1 < /dev/null || status=$?
     if [ "$status" != 0 ]; then
-        ${runtime_cmd[$name]} delete --force "$id" >/dev/null 2>&1 || true
-        reason=$(head -n 1 <<< "$error")
+        runtime_call "$name" delete --force "$id" >/dev/null 2>&1 || true
+        reason=$(head -n 1 "$work/probe.log")
+        [ "$status" != 124 ] || reason="timed out after 60 seconds"
         note "skipping $name: '$name run' of the busybox bundle failed: ${reason:-exit status $status, no output}"
         unset "runtime_cmd[$name]"
     fi
@@ -141,11 +169,10 @@ runs_with_memory_limit() {
     jq --argjson limit "$bytes" --arg root "$bundle/rootfs" \
         '.root.path = $root | .linux.resources.memory = {limit: $limit}' \
         "$bundle/config.json" > "$work/memory/config.json"
-    if timeout 30 ${runtime_cmd[$name]} run --bundle "$work/memory" "$id-mem" \
-        > /dev/null 2>&1 < /dev/null; then
+    if runtime_call "$name" run --bundle "$work/memory" "$id-mem" > /dev/null 2>&1 < /dev/null; then
         return 0
     fi
-    ${runtime_cmd[$name]} delete --force "$id-mem" >/dev/null 2>&1 || true
+    runtime_call "$name" delete --force "$id-mem" >/dev/null 2>&1 || true
     return 1
 }
 

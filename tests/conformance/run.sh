@@ -111,6 +111,13 @@ work=$(mktemp -d /var/tmp/cblocks-conformance.XXXXXX)
 # able to reach the bundle.
 chmod 755 "$work"
 
+# The tests find runtimetest and the root file system archive in their
+# working directory, a directory of this run. They are copies because the
+# tests copy runtimetest into each bundle, which keeps a symbolic link as a
+# link.
+mkdir -p "$work/run"
+cp "$build_dir/runtimetest" "$build_dir/rootfs-amd64.tar.gz" "$work/run/"
+
 # The multi-call binary picks its role from its name, so the cblock binary
 # itself runs as cblock-runtime through a link.
 if [ "$(basename "$runtime")" = cblock ]; then
@@ -122,20 +129,25 @@ logs="$output.logs"
 
 # Deletes the containers whose bundle lies in this run's temporary
 # directory, which a test that timed out or failed midway leaves behind.
+# `timeout` also runs the runtime in a process group of its own, so a
+# runtime that hangs or signals its own group cannot stop the run.
 delete_leftover_containers() {
     local id
-    "$runtime" list --format json 2>/dev/null |
+    timeout -k 5 30 "$runtime" list --format json 2>/dev/null |
         jq -r --arg dir "$work/" '.[]? | select(.bundle | startswith($dir)) | .id' 2>/dev/null |
         while read -r id; do
-            "$runtime" delete --force "$id" >/dev/null 2>&1 || true
+            timeout -k 5 30 "$runtime" delete --force "$id" >/dev/null 2>&1 || true
         done
 }
 
 # The cgroup tests use /cgrouptest and testdir/cgrouptest (the latter
-# relative to the runtime's own cgroup) in every hierarchy, and a runtime
-# may leave them behind.
+# relative to the runtime's own cgroup) in every hierarchy, and each test
+# names its containers with a UUID, which runtimes use for their cgroups. A
+# runtime that fails midway can leave any of these behind.
 list_test_cgroups() {
-    find /sys/fs/cgroup -maxdepth 6 -type d \( -name testdir -o -name cgrouptest \) -prune 2>/dev/null | sort
+    find /sys/fs/cgroup -maxdepth 6 -regextype posix-extended -type d \( -name testdir -o -name cgrouptest \
+        -o -regex '.*/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}' \) \
+        -prune 2>/dev/null | sort
 }
 
 # Removes the test cgroups that did not exist before the run, deepest
@@ -148,8 +160,27 @@ remove_test_cgroups() {
     done
 }
 
+# Kills the processes a runtime left behind after a test that timed out,
+# found by a working directory or root in this run's directory: the tests
+# run in $work/run and their bundles are in $work/tmp.
+kill_leftover_processes() {
+    local pid path
+    for pid in $(ls /proc | grep -E '^[0-9]+$'); do
+        [ "$pid" != $$ ] || continue
+        for path in "$(readlink "/proc/$pid/cwd" 2>/dev/null)" "$(readlink "/proc/$pid/root" 2>/dev/null)"; do
+            case $path in
+                "$work"/*)
+                    kill -KILL "$pid" 2>/dev/null || true
+                    break
+                    ;;
+            esac
+        done
+    done
+}
+
 clean_work() {
     delete_leftover_containers
+    kill_leftover_processes
     remove_test_cgroups
     unmount_below "$work/tmp"
     rm -rf --one-file-system "$work/tmp"
@@ -252,7 +283,7 @@ rm -rf "$logs"
 mkdir -p "$logs"
 {
     echo "# OCI runtime-tools validation of $runtime_given"
-    echo "# runtime version: $("$runtime" --version 2>&1 | head -n 1)"
+    echo "# runtime version: $(timeout -k 5 10 "$runtime" --version 2>&1 | head -n 1)"
     echo "# runtime-tools: $(cat "$build_dir/REVISION") (built in $build_dir)"
     echo "# kernel: $(uname -r); cgroups: $(describe_cgroup_layout)"
     echo "# date: $(date -u '+%Y-%m-%d %H:%M UTC'); timeout per test: ${test_timeout}s"
@@ -265,8 +296,8 @@ for name in $tests; do
     printf '%-45s ' "$name" >&2
 
     exit_status=0
-    (cd "$build_dir" && TMPDIR="$work/tmp" RUNTIME="$runtime" \
-        timeout -k 10 "$test_timeout" "./validation/$name" \
+    (cd "$work/run" && TMPDIR="$work/tmp" RUNTIME="$runtime" \
+        timeout -k 10 "$test_timeout" "$build_dir/validation/$name" \
         > "$logs/$name.tap" 2> "$logs/$name.stderr" < /dev/null) || exit_status=$?
     clean_work
 
