@@ -52,7 +52,7 @@ pub enum Error {
     Setup(String),
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// A command line that cannot be carried out; the message says why.
+    /// A command line that cannot be carried out, with the reason.
     #[error("{0}")]
     Usage(String),
     #[error(

@@ -731,8 +731,9 @@ fn start_container(
     finish_and_exec(&program, process, seccomp_late)
 }
 
-/// Opens `path` with O_PATH, which never blocks on a FIFO. Called directly
-/// because the standard library's open drops O_PATH in the musl build.
+/// Opens `path` with O_PATH, which does not block on a FIFO. libc is called
+/// directly because, in the static musl build, opening through the standard
+/// library lost the O_PATH flag (seen with strace) and blocked.
 fn open_path(path: &Path) -> io::Result<OwnedFd> {
     let c_path = CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
