@@ -1079,3 +1079,45 @@ fn ambient_without_inheritable_skipped() {
     assert!(out.contains("CapAmb:\t0000000000000000"), "{out}");
     assert!(out.contains("CapEff:\t0000000000000020"), "{out}");
 }
+
+#[test]
+fn library_create_with_pipes() {
+    use cblocks::runtime::{Container, ContainerConfig};
+
+    let mut bundle = Bundle::new("library");
+    let spec = bundle.spec("library", "echo to-stdout; echo to-stderr >&2");
+    bundle.write(&spec);
+    let id = bundle.id("library");
+    let (out_read, out_write) = nix::unistd::pipe().unwrap();
+    let (err_read, err_write) = nix::unistd::pipe().unwrap();
+    let null = OwnedFd::from(fs::File::open("/dev/null").unwrap());
+
+    let mut container = {
+        // The configuration keeps the pipes' write ends; dropping it lets
+        // the reads below end when the container exits.
+        let config = ContainerConfig {
+            id: id.clone(),
+            bundle: bundle.path(),
+            root_dir: bundle.root(),
+            runtime_exe: Some(PathBuf::from(CBLOCK)),
+            stdio: Some([null, out_write, err_write]),
+            ..Default::default()
+        };
+        Container::create(&config).unwrap()
+    };
+    assert_eq!(container.state().status.to_string(), "created");
+    container.start().unwrap();
+
+    let mut stdout = String::new();
+    fs::File::from(out_read)
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let mut stderr = String::new();
+    fs::File::from(err_read)
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(stdout, "to-stdout\n");
+    assert_eq!(stderr, "to-stderr\n");
+    container.delete(true).unwrap();
+    assert!(!bundle.root().join(&id).exists(), "state left after delete");
+}

@@ -28,6 +28,7 @@ pub struct Launch<'a> {
     pub no_pivot: bool,
     pub runtime_exe: &'a Path,
     pub cgroup_path: Option<String>,
+    pub stdio: Option<[OwnedFd; 3]>,
 }
 
 /// A started jail's process.

@@ -159,6 +159,9 @@ pub struct Launch<'a> {
     pub runtime_exe: &'a Path,
     /// The cgroup to create; `None` for `exec`.
     pub cgroup_path: Option<String>,
+    /// Standard input, output and error of the process; the caller's own
+    /// when `None`.
+    pub stdio: Option<[OwnedFd; 3]>,
 }
 
 /// A started container process.
@@ -288,6 +291,12 @@ pub fn launch(
         .arg("_setup")
         .arg(child_fd.to_string())
         .env_clear();
+    if let Some([stdin, stdout, stderr]) = request.stdio {
+        command
+            .stdin(std::process::Stdio::from(stdin))
+            .stdout(std::process::Stdio::from(stdout))
+            .stderr(std::process::Stdio::from(stderr));
+    }
     // SAFETY: the closure only calls fcntl, which is async-signal-safe.
     unsafe {
         command.pre_exec(move || {
