@@ -1002,6 +1002,19 @@ fn podman(bundle: &Bundle, runtime: &Path, args: &[&str]) -> Output {
     }
 }
 
+/// Removes a podman image when dropped.
+struct ImageGuard(&'static str);
+
+impl Drop for ImageGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("podman")
+            .args(["rmi", "--force", self.0])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 #[test]
 fn podman_runs_busybox_image() {
     let bundle = Bundle::new("podman");
@@ -1025,6 +1038,7 @@ fn podman_runs_busybox_image() {
         &["import", archive.to_str().unwrap(), image],
     );
     assert!(out.status.success(), "import: {}", text(&out.stderr));
+    let _image = ImageGuard(image);
 
     // Root here lacks CAP_SYS_RESOURCE, so the rlimits podman requests must
     // stay within the current hard limits.
