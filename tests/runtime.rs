@@ -1135,3 +1135,22 @@ fn library_create_with_pipes() {
     container.delete(true).unwrap();
     assert!(!bundle.root().join(&id).exists(), "state left after delete");
 }
+
+#[test]
+fn delete_force_without_pid() {
+    // A create that was killed midway leaves a record without a pid;
+    // deleting it must not signal pid 0, which is the caller's own
+    // process group.
+    let bundle = Bundle::new("no-pid");
+    let state_dir = bundle.root().join("half-created");
+    fs::create_dir_all(&state_dir).unwrap();
+    let spec = bundle.spec("no-pid", "true");
+    let rootfs = bundle.path().join("rootfs");
+    cblocks::runtime::Record::new("half-created", &bundle.path(), &rootfs, &spec)
+        .save(&state_dir)
+        .unwrap();
+
+    let out = bundle.cli(&["delete", "--force", "half-created"]);
+    assert!(out.status.success(), "delete: {}", text(&out.stderr));
+    assert!(!state_dir.exists(), "state left after delete");
+}

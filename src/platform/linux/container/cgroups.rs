@@ -699,7 +699,7 @@ pub fn destroy(cgroup: &Cgroup) -> Result<(), Error> {
         if remaining.is_empty() {
             break;
         }
-        for pid in remaining {
+        for pid in remaining.into_iter().filter(|pid| *pid > 0) {
             // SAFETY: kill(2) has no memory effects.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
