@@ -1002,6 +1002,19 @@ fn podman(bundle: &Bundle, runtime: &Path, args: &[&str]) -> Output {
     }
 }
 
+/// Removes a podman image when dropped.
+struct ImageGuard(&'static str);
+
+impl Drop for ImageGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("podman")
+            .args(["rmi", "--force", self.0])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 #[test]
 fn podman_runs_busybox_image() {
     let bundle = Bundle::new("podman");
@@ -1025,6 +1038,7 @@ fn podman_runs_busybox_image() {
         &["import", archive.to_str().unwrap(), image],
     );
     assert!(out.status.success(), "import: {}", text(&out.stderr));
+    let _image = ImageGuard(image);
 
     // Root here lacks CAP_SYS_RESOURCE, so the rlimits podman requests must
     // stay within the current hard limits.
@@ -1078,4 +1092,65 @@ fn ambient_without_inheritable_skipped() {
     let out = stdout_of(&bundle.run("ambient", &spec));
     assert!(out.contains("CapAmb:\t0000000000000000"), "{out}");
     assert!(out.contains("CapEff:\t0000000000000020"), "{out}");
+}
+
+#[test]
+fn library_create_with_pipes() {
+    use cblocks::runtime::{Container, ContainerConfig};
+
+    let mut bundle = Bundle::new("library");
+    let spec = bundle.spec("library", "echo to-stdout; echo to-stderr >&2");
+    bundle.write(&spec);
+    let id = bundle.id("library");
+    let (out_read, out_write) = nix::unistd::pipe().unwrap();
+    let (err_read, err_write) = nix::unistd::pipe().unwrap();
+    let null = OwnedFd::from(fs::File::open("/dev/null").unwrap());
+
+    let mut container = {
+        // The configuration keeps the pipes' write ends; dropping it lets
+        // the reads below end when the container exits.
+        let config = ContainerConfig {
+            id: id.clone(),
+            bundle: bundle.path(),
+            root_dir: bundle.root(),
+            runtime_exe: Some(PathBuf::from(CBLOCK)),
+            stdio: Some([null, out_write, err_write]),
+            ..Default::default()
+        };
+        Container::create(&config).unwrap()
+    };
+    assert_eq!(container.state().status.to_string(), "created");
+    container.start().unwrap();
+
+    let mut stdout = String::new();
+    fs::File::from(out_read)
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let mut stderr = String::new();
+    fs::File::from(err_read)
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(stdout, "to-stdout\n");
+    assert_eq!(stderr, "to-stderr\n");
+    container.delete(true).unwrap();
+    assert!(!bundle.root().join(&id).exists(), "state left after delete");
+}
+
+#[test]
+fn delete_force_without_pid() {
+    // A create that was killed midway leaves a record without a pid;
+    // deleting it must not signal pid 0, which is the caller's own
+    // process group.
+    let bundle = Bundle::new("no-pid");
+    let state_dir = bundle.root().join("half-created");
+    fs::create_dir_all(&state_dir).unwrap();
+    let spec = bundle.spec("no-pid", "true");
+    let rootfs = bundle.path().join("rootfs");
+    cblocks::runtime::Record::new("half-created", &bundle.path(), &rootfs, &spec)
+        .save(&state_dir)
+        .unwrap();
+
+    let out = bundle.cli(&["delete", "--force", "half-created"]);
+    assert!(out.status.success(), "delete: {}", text(&out.stderr));
+    assert!(!state_dir.exists(), "state left after delete");
 }

@@ -395,6 +395,7 @@ fn create(root: &Path, a: CreateArgs) -> crate::Result<ExitCode> {
         preserve_fds: a.preserve_fds,
         no_pivot: a.no_pivot,
         runtime_exe: None,
+        stdio: None,
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -458,6 +459,7 @@ fn run_container(root: &Path, a: RunArgs) -> crate::Result<ExitCode> {
         preserve_fds: a.preserve_fds,
         no_pivot: a.no_pivot,
         runtime_exe: None,
+        stdio: None,
     })?;
     let master = container.take_console();
     if let Err(err) = container.start() {
@@ -513,6 +515,7 @@ fn exec(root: &Path, a: ExecArgs) -> crate::Result<ExitCode> {
         pid_file: a.pid_file.map(PathBuf::from),
         preserve_fds: a.preserve_fds,
         runtime_exe: None,
+        stdio: None,
     })?;
     if a.detach {
         return Ok(ExitCode::SUCCESS);

@@ -52,7 +52,7 @@ pub enum Error {
     Setup(String),
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// A command line that cannot be carried out; the message says why.
+    /// A command line that cannot be carried out, with the reason.
     #[error("{0}")]
     Usage(String),
     #[error(
@@ -130,6 +130,9 @@ pub struct ContainerConfig {
     /// The multi-call binary to run the setup from; the running binary when
     /// `None`. Tests that link the library set it to the `cblock` binary.
     pub runtime_exe: Option<PathBuf>,
+    /// Standard input, output and error of the container's process, such as
+    /// pipes of a build step; the caller's own when `None`.
+    pub stdio: Option<[OwnedFd; 3]>,
 }
 
 /// A process to start in a running container.
@@ -140,6 +143,8 @@ pub struct ExecConfig {
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
     pub runtime_exe: Option<PathBuf>,
+    /// Standard input, output and error; the caller's own when `None`.
+    pub stdio: Option<[OwnedFd; 3]>,
 }
 
 /// A container known to the runtime, by its state directory.
@@ -231,6 +236,22 @@ fn rootfs_path(bundle: &Path, spec: &Spec) -> Result<PathBuf, Error> {
         });
     };
     Ok(bundle.join(&root.path))
+}
+
+/// Duplicates the caller's standard streams for the container's process.
+fn clone_stdio(stdio: &Option<[OwnedFd; 3]>) -> Result<Option<[OwnedFd; 3]>, Error> {
+    let Some([stdin, stdout, stderr]) = stdio else {
+        return Ok(None);
+    };
+    let duplicate = |fd: &OwnedFd| {
+        fd.try_clone()
+            .map_err(io_error("duplicating a standard stream of the container"))
+    };
+    Ok(Some([
+        duplicate(stdin)?,
+        duplicate(stdout)?,
+        duplicate(stderr)?,
+    ]))
 }
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
@@ -372,6 +393,7 @@ impl Container {
                 no_pivot: config.no_pivot,
                 runtime_exe: &runtime_exe,
                 cgroup_path: Some(cgroup_path),
+                stdio: clone_stdio(&config.stdio)?,
             },
             &mut run_hooks,
         )?;
@@ -611,6 +633,7 @@ impl Container {
                 no_pivot: false,
                 runtime_exe: &runtime_exe,
                 cgroup_path: None,
+                stdio: clone_stdio(&config.stdio)?,
             },
             &mut |_| Ok(()),
         )?;

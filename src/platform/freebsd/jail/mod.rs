@@ -28,6 +28,7 @@ pub struct Launch<'a> {
     pub no_pivot: bool,
     pub runtime_exe: &'a Path,
     pub cgroup_path: Option<String>,
+    pub stdio: Option<[OwnedFd; 3]>,
 }
 
 /// A started jail's process.
@@ -91,6 +92,14 @@ pub fn receive_fd(_socket: std::os::fd::RawFd) -> Result<OwnedFd, Error> {
 }
 
 pub fn signal(pid: i32, signal: i32) -> io::Result<()> {
+    // A pid of 0 or below would signal a whole process group, such as the
+    // runtime's own, so only a single process is accepted.
+    if pid <= 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid pid {pid} for a signal: it names no single process"),
+        ));
+    }
     // SAFETY: kill(2) has no memory effects.
     if unsafe { libc::kill(pid, signal) } != 0 {
         return Err(io::Error::last_os_error());

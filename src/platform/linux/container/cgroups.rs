@@ -502,7 +502,7 @@ fn device_rule_line(rule: &DeviceRule) -> String {
 /// runtime creates them in its /dev: null, zero, full, random, urandom,
 /// tty, console, ptmx and the PTYs of its devpts instance. Creating any
 /// node (`m`) is allowed too, as in runc, because the runtime makes the
-/// configured devices after joining the cgroup; using them still needs a
+/// configured devices after joining the cgroup. Using them still needs a
 /// rule.
 const STANDARD_DEVICE_RULES: &[&str] = &[
     "c *:* m",
@@ -699,7 +699,7 @@ pub fn destroy(cgroup: &Cgroup) -> Result<(), Error> {
         if remaining.is_empty() {
             break;
         }
-        for pid in remaining {
+        for pid in remaining.into_iter().filter(|pid| *pid > 0) {
             // SAFETY: kill(2) has no memory effects.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }

@@ -159,6 +159,9 @@ pub struct Launch<'a> {
     pub runtime_exe: &'a Path,
     /// The cgroup to create; `None` for `exec`.
     pub cgroup_path: Option<String>,
+    /// Standard input, output and error of the process; the caller's own
+    /// when `None`.
+    pub stdio: Option<[OwnedFd; 3]>,
 }
 
 /// A started container process.
@@ -288,6 +291,12 @@ pub fn launch(
         .arg("_setup")
         .arg(child_fd.to_string())
         .env_clear();
+    if let Some([stdin, stdout, stderr]) = request.stdio {
+        command
+            .stdin(std::process::Stdio::from(stdin))
+            .stdout(std::process::Stdio::from(stdout))
+            .stderr(std::process::Stdio::from(stderr));
+    }
     // SAFETY: the closure only calls fcntl, which is async-signal-safe.
     unsafe {
         command.pre_exec(move || {
@@ -731,8 +740,9 @@ fn start_container(
     finish_and_exec(&program, process, seccomp_late)
 }
 
-/// Opens `path` with O_PATH, which never blocks on a FIFO. Called directly
-/// because the standard library's open drops O_PATH in the musl build.
+/// Opens `path` with O_PATH, which does not block on a FIFO. libc is called
+/// directly because, in the static musl build, opening through the standard
+/// library lost the O_PATH flag (seen with strace) and blocked.
 fn open_path(path: &Path) -> io::Result<OwnedFd> {
     let c_path = CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -931,6 +941,14 @@ pub fn features() -> serde_json::Value {
 
 /// Sends `signal` to `pid`.
 pub fn signal(pid: i32, signal: i32) -> io::Result<()> {
+    // A pid of 0 or below would signal a whole process group, such as the
+    // runtime's own, so only a single process is accepted.
+    if pid <= 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid pid {pid} for a signal: it names no single process"),
+        ));
+    }
     // SAFETY: kill(2) has no memory effects.
     if unsafe { libc::kill(pid, signal) } != 0 {
         return Err(io::Error::last_os_error());
