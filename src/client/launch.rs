@@ -126,6 +126,21 @@ pub fn run(globals: &Globals, args: Args) -> crate::Result<ExitCode> {
     )
 }
 
+/// Launches a container without attaching and returns its instance id;
+/// `args` are the words after `launch`. warden launches its blocks this way.
+pub fn launch_detached(globals: &Globals, args: &[String]) -> crate::Result<String> {
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = <Args as FromArgs>::from_args(&["cblock", "launch"], &words)
+        .map_err(|early| Error::Usage(early.output.trim_end().to_string()))?;
+    let mut request = build_request(args)?;
+    request.attach = false;
+    let (_stream, response) = request_response(globals, &Request::Launch(Box::new(request)))?;
+    match response {
+        Response::Launched { id } => Ok(id),
+        other => Err(unexpected(&other).into()),
+    }
+}
+
 fn build_request(args: Args) -> Result<LaunchRequest, Error> {
     let (image, tag) = split_reference(&args.name)?;
     let network = match (args.host_networking, args.network) {

@@ -21,6 +21,8 @@ mod parse;
 mod rmi;
 mod tag;
 
+pub use launch::launch_detached;
+
 /// Environment variable that names the daemon's socket when `-U` is not given.
 pub const SOCKET_ENV: &str = "CBLOCK_SOCKET";
 /// Socket path used when neither `-U` nor `$CBLOCK_SOCKET` is set.
