@@ -108,7 +108,12 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("{}: {}", role.program_name(), err);
-            ExitCode::from(EXIT_FAILURE)
+            // An argument that parsed but is invalid (a bad -V value, say)
+            // is a usage error too.
+            match err {
+                crate::Error::Client(crate::client::Error::Usage(_)) => ExitCode::from(EXIT_USAGE),
+                _ => ExitCode::from(EXIT_FAILURE),
+            }
         }
     }
 }

@@ -637,7 +637,11 @@ fn exec_with_pipes_and_tty() {
     );
 
     let output = daemon.run(&["exec", &id]);
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a missing command is a usage error"
+    );
     assert!(text(&output.stderr).contains("no command given"));
 }
 
@@ -854,26 +858,28 @@ fn launch_rejects_bad_arguments() {
         text(&output.stderr)
     );
 
-    let cases: &[(&[&str], &str)] = &[
-        (&["-V", "relative:/data"], "relative path"),
-        (&["-V", "/a:/b:rx"], "ro or rw"),
-        (&["-P", "8080:80"], "need a NAT network"),
-        (&["-N", "br0", "-P", "0:80"], "ports from 1 to 65535"),
-        (&["-N", "br0"], "network \"br0\" is not available yet"),
-        (&["--memory", "lots"], "--memory"),
-        (&["--cpus", "0"], "--cpus"),
-        (&["--pids-limit", "0"], "--pids-limit 0"),
-        (&["--detach-keys", "ctrl-"], "--detach-keys"),
-        (&["-H", "-N", "br0"], "conflicts"),
-        (&["-e", "=x"], "has no name"),
-        (&["--tmpfs", "tmp"], "not absolute"),
-        (&["--hostname", "a b"], "hostname \"a b\" is not valid"),
+    // The client rejects invalid values as usage errors (exit status 2);
+    // what only the daemon can judge fails with status 1.
+    let cases: &[(&[&str], &str, i32)] = &[
+        (&["-V", "relative:/data"], "relative path", 2),
+        (&["-V", "/a:/b:rx"], "ro or rw", 2),
+        (&["-P", "8080:80"], "need a NAT network", 2),
+        (&["-N", "br0", "-P", "0:80"], "ports from 1 to 65535", 2),
+        (&["-N", "br0"], "network \"br0\" is not available yet", 1),
+        (&["--memory", "lots"], "--memory", 2),
+        (&["--cpus", "0"], "--cpus", 2),
+        (&["--pids-limit", "0"], "--pids-limit 0", 2),
+        (&["--detach-keys", "ctrl-"], "--detach-keys", 2),
+        (&["-H", "-N", "br0"], "conflicts", 2),
+        (&["-e", "=x"], "has no name", 2),
+        (&["--tmpfs", "tmp"], "not absolute", 2),
+        (&["--hostname", "a b"], "hostname \"a b\" is not valid", 1),
     ];
-    for (extra, message) in cases {
+    for (extra, message, code) in cases {
         let mut args = vec!["launch", "-n", "alpine"];
         args.extend_from_slice(extra);
         let output = daemon.run(&args);
-        assert_eq!(output.status.code(), Some(1), "{extra:?}");
+        assert_eq!(output.status.code(), Some(*code), "{extra:?}");
         assert!(
             text(&output.stderr).contains(message),
             "{extra:?}: {}",

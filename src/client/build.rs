@@ -309,7 +309,7 @@ fn send_context(
         buffer: Vec::with_capacity(MAX_CHUNK),
     };
     let packed = crate::build::context::pack(&args.path, patterns, &mut framer, &mut progress)
-        .map_err(|err| super::Error::Usage(err.to_string()))?;
+        .map_err(|err| super::Error::Failed(err.to_string()))?;
     if shown {
         eprintln!(
             "\r-- Sent the build context: {} files, {:.1} MB",

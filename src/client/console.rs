@@ -265,12 +265,12 @@ pub(super) fn run_session(stream: UnixStream, session: &Session) -> crate::Resul
     drop(raw);
     match outcome {
         Outcome::Exit(status) => Ok(exit_code(status)),
-        Outcome::Closed => Err(Error::Usage(format!(
+        Outcome::Closed => Err(Error::Failed(format!(
             "the connection to cblockd closed before instance {} exited; check cblockd's log",
             session.id
         ))
         .into()),
-        Outcome::Failed(message) => Err(Error::Usage(message).into()),
+        Outcome::Failed(message) => Err(Error::Failed(message).into()),
     }
 }
 

@@ -96,7 +96,7 @@ pub fn run(globals: &Globals, args: Args) -> crate::Result<ExitCode> {
     };
     if json {
         let text = serde_json::to_string_pretty(&instances).map_err(|err| {
-            Error::Usage(format!("failed to format the instance list as JSON: {err}"))
+            Error::Failed(format!("failed to format the instance list as JSON: {err}"))
         })?;
         println!("{text}");
     } else {

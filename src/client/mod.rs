@@ -36,8 +36,12 @@ pub enum Error {
         context: String,
         source: std::io::Error,
     },
+    /// An invalid argument: the command exits with status 2.
     #[error("{0}")]
     Usage(String),
+    /// A failure that is not the caller's usage: exit status 1.
+    #[error("{0}")]
+    Failed(String),
     #[error(transparent)]
     Protocol(#[from] crate::daemon::protocol::ProtocolError),
 }
