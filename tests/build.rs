@@ -1207,6 +1207,13 @@ mod daemon_builds {
         assert!(output.contains("output-of-run"), "{output}");
         assert!(output.contains("-- Tagged good:latest"), "{output}");
 
+        // -q prints the image ID alone.
+        let quiet = daemon.cblock(&good, &["build", "-q", "-n", "good", "."]);
+        let printed = String::from_utf8_lossy(&quiet.stdout).trim().to_string();
+        assert!(quiet.status.success(), "{}", text(&quiet));
+        assert!(printed.starts_with("sha256:"), "{printed:?}");
+        assert_eq!(printed.lines().count(), 1, "{printed:?}");
+
         let bad = daemon.context("bad", "FROM busybox\nRUN exit 4\n");
         let failed = daemon.cblock(&bad, &["build", "-n", "bad", "."]);
         let output = text(&failed);

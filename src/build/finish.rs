@@ -78,9 +78,11 @@ pub fn finish(build: &Build, target: usize, result: &StageResult) -> Result<Buil
         .store
         .add_image(config, top.as_deref(), annotations, &build.options.names)?;
 
-    build.say(&format!("-- Successfully built {}", image.short_id()));
-    for name in &build.options.names {
-        build.say(&format!("-- Tagged {name}"));
+    if !build.options.quiet {
+        build.say(&format!("-- Successfully built {}", image.short_id()));
+        for name in &build.options.names {
+            build.say(&format!("-- Tagged {name}"));
+        }
     }
     Ok(Built {
         image,
