@@ -1277,6 +1277,8 @@ fn usdt_probes_listed_and_fired() {
         "cblock_cleanup",
         "cblock_console_attach",
         "cblock_console_detach",
+        "cblock_build_step_start",
+        "cblock_build_step_done",
     ] {
         assert!(
             probes.contains(&format!("cblockd:{probe}")),
@@ -1336,4 +1338,56 @@ fn usdt_probes_listed_and_fired() {
     }
     let _ = tracer.kill();
     let _ = tracer.wait();
+}
+
+#[test]
+fn usdt_build_step_probes_fire() {
+    let _tracefs = TracefsGuard::mount();
+    let dir = PathBuf::from(format!("/tmp/cbd-probe-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("context")).unwrap();
+    fs::write(
+        dir.join("context/Cblockfile"),
+        "FROM scratch\nENV PROBED=yes\n",
+    )
+    .unwrap();
+    let script = format!(
+        "usdt:{bin}:cblockd:cblock_build_step_start {{ printf(\"start %d %s\\n\", arg1, str(arg2)); }} \
+         usdt:{bin}:cblockd:cblock_build_step_done {{ printf(\"done %d %d\\n\", arg1, arg2); }}",
+        bin = binary()
+    );
+    let out_path = dir.join("bpftrace.out");
+    let mut tracer = Command::new("bpftrace")
+        .args(["-e", &script])
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // As above, build until the tracer, attached after a moment, reports
+    // the steps of one build.
+    let deadline = Instant::now() + DEADLINE;
+    let data = dir.join("data");
+    let fired = loop {
+        let built = Command::new(binary())
+            .args(["build", "-q", "-d", data.to_str().unwrap(), "-n", "probed"])
+            .arg(dir.join("context"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(built.status.success(), "{}", text(&built.stderr));
+        thread::sleep(Duration::from_millis(200));
+        let out = fs::read_to_string(&out_path).unwrap_or_default();
+        if out.contains("start 2 ENV PROBED=yes") && out.contains("done 2 0") {
+            break true;
+        }
+        if tracer.try_wait().unwrap().is_some() || Instant::now() >= deadline {
+            break false;
+        }
+    };
+    let _ = tracer.kill();
+    let _ = tracer.wait();
+    let out = fs::read_to_string(&out_path).unwrap_or_default();
+    let _ = fs::remove_dir_all(&dir);
+    assert!(fired, "the build step probes never reached bpftrace: {out}");
 }

@@ -79,21 +79,35 @@ pub fn run(
     };
 
     run.announce();
-    run.result = run.base(done).map_err(|err| run.wrap(err))?;
+    let base = run.base(done);
+    run.probe_done(&base);
+    run.result = base.map_err(|err| run.wrap(err))?;
 
     for instruction in &stage.instructions {
         run.step += 1;
         run.text = instruction.text.clone();
         run.line = instruction.position.line;
         run.announce();
-        run.instruction(instruction, done)
-            .map_err(|err| run.wrap(err))?;
+        let outcome = run.instruction(instruction, done);
+        run.probe_done(&outcome);
+        outcome.map_err(|err| run.wrap(err))?;
     }
     Ok(run.result)
 }
 
 impl StageRun<'_, '_> {
+    /// Fires the build step probe for the end of the current step.
+    fn probe_done<T>(&self, outcome: &Result<T, Error>) {
+        let status = match outcome {
+            Ok(_) => 0,
+            Err(Error::StepExit { status, .. }) => *status,
+            Err(_) => 1,
+        };
+        crate::daemon::probes::build_step_done(&self.build.id, self.step as i32, status);
+    }
+
     fn announce(&self) {
+        crate::daemon::probes::build_step_start(&self.build.id, self.step as i32, &self.text);
         if self.build.options.quiet {
             return;
         }

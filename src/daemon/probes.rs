@@ -1,7 +1,9 @@
 //! USDT probes of the `cblockd` provider (defined in `probes.d`), with the
 //! original's names and arguments: `cblock_create(id)`,
 //! `cblock_destroy(id, status)`, `cblock_cleanup(id, status, type)`,
-//! `cblock_console_attach(id)` and `cblock_console_detach(id)`.
+//! `cblock_console_attach(id)` and `cblock_console_detach(id)`, and the
+//! build step probes `cblock_build_step_start(build, step, instruction)`
+//! and `cblock_build_step_done(build, step, status)`.
 //!
 //! The usdt crate emits SystemTap v3 notes (`.note.stapsdt`) on x86-64
 //! Linux, which bpftrace lists as `usdt:BINARY:cblockd:PROBE`, and DTrace
@@ -42,4 +44,16 @@ pub fn console_attach(id: &str) {
 /// Fires `cblock_console_detach`: a console detached from an instance.
 pub fn console_detach(id: &str) {
     cblockd::cblock_console_detach!(|| id);
+}
+
+/// Fires `cblock_build_step_start`: build `build` starts step `step`.
+pub fn build_step_start(build: &str, step: i32, instruction: &str) {
+    cblockd::cblock_build_step_start!(|| (build, step, instruction));
+}
+
+/// Fires `cblock_build_step_done`: step `step` of build `build` ended with
+/// `status` (0, or the exit status of a failed RUN command, or 1 for any
+/// other failure).
+pub fn build_step_done(build: &str, step: i32, status: i32) {
+    cblockd::cblock_build_step_done!(|| (build, step, status));
 }
