@@ -16,7 +16,9 @@
 #                  it, or when that daemon or the image import fails, only
 #                  Podman is measured.
 #
-# Settings (environment): RUNS (timed runs per command, default 50), WARMUP
+# Settings (environment): MANY (run that many sleep containers at once and
+# measure cblockd's memory and `cblock instances` with them; default 0, off),
+# RUNS (timed runs per command, default 50), WARMUP
 # (default 3), CONTAINERS (sleep containers for the per-container memory,
 # default 5), BENCH_OUT (result directory, default /var/tmp/cblocks-bench).
 #
@@ -228,6 +230,26 @@ if [ -n "$cblock" ]; then
     else
         report "cblocks supervisor per container ($count found): mean VmRSS $rss, mean Pss $pss"
     fi
+    stop_cblocks_instances
+fi
+
+# --- Many containers ----------------------------------------------------------
+
+# With MANY set, MANY sleeping containers run at once: cblockd's memory and
+# the time of `cblock instances` are measured with all of them running.
+if [ -n "$cblock" ] && [ "${MANY:-0}" -gt 0 ]; then
+    echo
+    echo "with $MANY running containers:"
+    for i in $(seq 1 "$MANY"); do
+        "$cblock" launch --no-attach -n "$image" -- /bin/sleep 3600 < /dev/null > /dev/null ||
+            die "launch $i of $MANY failed"
+    done
+    running=$("$cblock" instances -q | wc -l)
+    report "cblockd with $running running containers: VmRSS $(rss_kib "$cblockd_pid")"
+    hyperfine -N --warmup 2 --runs 20 --export-json "$out/launch-many.json" \
+        -n "cblock instances ($running running)" "$cblock instances" < /dev/null
+    jq -r '.results[] | "  \(.command): median \(.median * 1000 | round) ms"' \
+        "$out/launch-many.json" | tee -a "$out/launch-memory.txt"
     stop_cblocks_instances
 fi
 echo
