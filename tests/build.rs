@@ -1,5 +1,7 @@
 //! Builder tests: ADD downloads from a loopback HTTP server.
 
+mod common;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -271,19 +273,8 @@ mod builds {
 
     impl Drop for Setup {
         fn drop(&mut self) {
-            // Unmount anything a failed build or check left mounted, so the
-            // directory removal never walks into a mount.
-            let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-            let prefix = self.dir.0.display().to_string();
-            let mut targets: Vec<&str> = mounts
-                .lines()
-                .filter_map(|line| line.split(' ').nth(1))
-                .filter(|target| target.starts_with(&prefix))
-                .collect();
-            targets.sort_by_key(|target| std::cmp::Reverse(target.len()));
-            for target in targets {
-                let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
-            }
+            // Unmount anything a failed build or check left mounted.
+            crate::common::unmount_below(&self.dir.0);
         }
     }
 
@@ -734,26 +725,16 @@ mod run_steps {
             text
         }
 
-        /// Mount points below the data directory that are still mounted.
+        /// Returns the mount points below the data directory that are still
+        /// mounted.
         fn leftover_mounts(&self) -> Vec<String> {
-            let prefix = self.dir.0.display().to_string();
-            fs::read_to_string("/proc/self/mounts")
-                .unwrap()
-                .lines()
-                .filter_map(|line| line.split(' ').nth(1))
-                .filter(|target| target.starts_with(&prefix))
-                .map(str::to_string)
-                .collect()
+            crate::common::mounts_below(&self.dir.0)
         }
     }
 
     impl Drop for Setup {
         fn drop(&mut self) {
-            let mut targets = self.leftover_mounts();
-            targets.sort_by_key(|target| std::cmp::Reverse(target.len()));
-            for target in targets {
-                let _ = nix::mount::umount2(target.as_str(), nix::mount::MntFlags::MNT_DETACH);
-            }
+            crate::common::unmount_below(&self.dir.0);
         }
     }
 
@@ -1082,7 +1063,6 @@ COPY --from=sender /tmp/sent /sent
 mod daemon_builds {
     use std::fs;
     use std::io::{Read, Write};
-    use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
     use std::path::{Path, PathBuf};
     use std::process::{Child, Command, Output, Stdio};
@@ -1166,18 +1146,7 @@ mod daemon_builds {
         fn drop(&mut self) {
             let _ = self.child.kill();
             let _ = self.child.wait();
-            let prefix = self.dir.display().to_string();
-            let mut mounts: Vec<String> = fs::read_to_string("/proc/self/mounts")
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|line| line.split(' ').nth(1))
-                .filter(|target| target.starts_with(&prefix))
-                .map(str::to_string)
-                .collect();
-            mounts.sort_by_key(|target| std::cmp::Reverse(target.len()));
-            for target in mounts {
-                let _ = nix::mount::umount2(target.as_str(), nix::mount::MntFlags::MNT_DETACH);
-            }
+            crate::common::unmount_below(&self.dir);
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
@@ -1247,14 +1216,7 @@ mod daemon_builds {
             .spawn()
             .unwrap();
         let mut master = fs::File::from(pty.master);
-        let flags = nix::fcntl::fcntl(master.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
-        nix::fcntl::fcntl(
-            master.as_raw_fd(),
-            nix::fcntl::FcntlArg::F_SETFL(
-                nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK,
-            ),
-        )
-        .unwrap();
+        crate::common::set_nonblocking(&master);
         let mut seen = String::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut buffer = [0u8; 4096];

@@ -8,10 +8,11 @@
 //! `/var/cache/cblocks`. The builder example fetches gcc with apt-get, so
 //! this test needs the Debian mirror of apt's sources.
 
+mod common;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -100,18 +101,7 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
 
-        let prefix = self.dir.display().to_string();
-        let mut mounts: Vec<String> = fs::read_to_string("/proc/self/mounts")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|line| line.split(' ').nth(1))
-            .filter(|target| target.starts_with(&prefix))
-            .map(str::to_string)
-            .collect();
-        mounts.sort_by_key(|target| std::cmp::Reverse(target.len()));
-        for target in mounts {
-            let _ = nix::mount::umount2(target.as_str(), nix::mount::MntFlags::MNT_DETACH);
-        }
+        common::unmount_below(&self.dir);
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
@@ -158,14 +148,7 @@ fn console_until(daemon: &Daemon, id: &str, expected: &str) -> String {
         .spawn()
         .unwrap();
     let mut master = std::fs::File::from(pty.master);
-    let flags = nix::fcntl::fcntl(master.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
-    nix::fcntl::fcntl(
-        master.as_raw_fd(),
-        nix::fcntl::FcntlArg::F_SETFL(
-            nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK,
-        ),
-    )
-    .unwrap();
+    common::set_nonblocking(&master);
 
     let mut seen = String::new();
     let deadline = Instant::now() + Duration::from_secs(20);
