@@ -42,8 +42,8 @@ impl Drop for TempDir {
 const BODY: &[u8] = b"file served over loopback\n";
 
 /// Serves a few fixed paths on 127.0.0.1 from a background thread:
-/// `/file.txt` (200 with `BODY`), `/hang` (reads the request, never
-/// answers) and anything else (404).
+/// `/file.txt` (200 with `BODY`), `/hang` (reads the request and sends
+/// no response) and anything else (404).
 fn serve() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
@@ -952,8 +952,8 @@ MAINTAINER tests
     #[test]
     fn corpus_dockerfiles_build() {
         let setup = Setup::new("run-corpus");
-        // The corpus files name Docker Hub images; the busybox image stands
-        // in for each, since these builds need nothing else from them.
+        // The corpus files name Docker Hub images. The busybox image is
+        // tagged with each name, because these builds need nothing else.
         for name in [
             "ubuntu",
             "ubuntu:14.04",
@@ -1038,7 +1038,7 @@ MAINTAINER tests
             .port();
         // With host networking the two stages meet on a loopback port: the
         // first listens, the second connects. Built one after the other,
-        // the listener would wait for nobody and time out. The `test` keeps
+        // the listener would wait in vain and time out. The `test` keeps
         // the shell as the container's PID 1, so that timeout can kill nc;
         // the FIFO gives nc an input that never ends, because busybox nc
         // stops when its input does.
@@ -1123,7 +1123,7 @@ mod daemon_builds {
             self.dir.join("sock")
         }
 
-        /// A build context holding `text` as its Cblockfile.
+        /// Creates a build context with `text` as its Cblockfile.
         fn context(&self, name: &str, text: &str) -> PathBuf {
             let context = self.dir.join(name);
             fs::create_dir_all(&context).unwrap();

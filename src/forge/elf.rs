@@ -6,9 +6,9 @@
 //! `DT_RPATH` of the object (only when it has no `DT_RUNPATH`), `DT_RUNPATH`,
 //! the directories of the linker's configuration, then the default
 //! directories. `LD_LIBRARY_PATH` is ignored on purpose, because the forge
-//! must not depend on the environment of whoever runs it. A candidate whose
-//! ELF class or machine differs from the program's is skipped, as the linker
-//! skips it.
+//! must not depend on the environment of the user who runs it. A candidate
+//! whose ELF class or machine differs from the program's is skipped, as the
+//! linker skips it.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fs;
@@ -18,7 +18,7 @@ use goblin::elf::Elf;
 
 use super::Error;
 
-/// What the dynamic linker needs to know of one ELF object.
+/// The fields of one ELF object that the dynamic linker reads.
 struct ElfInfo {
     interpreter: Option<String>,
     needed: Vec<String>,
@@ -58,7 +58,7 @@ fn read_elf(path: &Path) -> Result<Option<ElfInfo>, Error> {
     }))
 }
 
-/// Where the dynamic linker looks for libraries, besides each object's own
+/// The dynamic linker's search directories, besides each object's own
 /// `DT_RPATH` and `DT_RUNPATH`.
 #[derive(Debug, Clone)]
 pub struct SearchPath {
@@ -72,8 +72,9 @@ impl SearchPath {
     /// Returns the search path of the host's dynamic linker.
     ///
     /// On Linux the configured directories are read from `/etc/ld.so.conf`
-    /// and the files it includes; on FreeBSD from the files that `ldconfig`
-    /// reads at boot (`/etc/ld-elf.so.conf` and `/usr/local/libdata/ldconfig`).
+    /// and the files it includes. On FreeBSD they are read from the files
+    /// that `ldconfig` reads at boot (`/etc/ld-elf.so.conf` and
+    /// `/usr/local/libdata/ldconfig`).
     pub fn host() -> Result<SearchPath, Error> {
         if cfg!(target_os = "freebsd") {
             let mut configured = Vec::new();
