@@ -10,6 +10,7 @@ use argh::FromArgs;
 
 use super::Globals;
 use crate::cblockfile::{self, ignore::Patterns, Cblockfile};
+use crate::image::Reference;
 
 /// File names looked for in the context when `-f` is not given, in order.
 pub const DEFAULT_FILES: [&str; 2] = ["Cblockfile", "Dockerfile"];
@@ -93,36 +94,23 @@ impl FromStr for BuildNetwork {
     }
 }
 
+/// Parses `NAME[:TAG]` with the image store's naming rules, and returns the
+/// tag only when one was given, so that `-t` can supply it otherwise.
 fn parse_name(text: &str) -> Result<(String, Option<String>), String> {
-    let (name, tag) = match text.split_once(':') {
-        Some((name, tag)) => (name, Some(parse_tag(tag)?)),
-        None => (text, None),
-    };
-    let valid = !name.is_empty()
-        && name.starts_with(|ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit())
-        && name
-            .chars()
-            .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-/".contains(ch));
-    if !valid {
-        return Err(format!(
-            "invalid image name {name:?}: use lower-case letters, digits, '.', '_', '-' and '/', starting with a letter or digit"
-        ));
-    }
-    Ok((name.to_string(), tag))
+    let reference = Reference::parse(text).map_err(|err| err.to_string())?;
+    let tag = text.contains(':').then_some(reference.tag);
+    Ok((reference.name, tag))
 }
 
+/// Parses `-t TAG` with the image store's rules for a tag.
 fn parse_tag(text: &str) -> Result<String, String> {
-    let valid = (1..=128).contains(&text.len())
-        && !text.starts_with(['.', '-'])
-        && text
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch));
-    if !valid {
-        return Err(format!(
-            "invalid tag {text:?}: use up to 128 letters, digits, '.', '_' and '-', not starting with '.' or '-'"
-        ));
-    }
-    Ok(text.to_string())
+    Reference::parse(&format!("image:{text}"))
+        .map(|reference| reference.tag)
+        .map_err(|_| {
+            format!(
+                "invalid tag {text:?}: use up to 128 letters, digits, '.', '_' and '-', starting with a letter, digit or '_'"
+            )
+        })
 }
 
 fn parse_build_arg(text: &str) -> Result<(String, String), String> {
