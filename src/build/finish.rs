@@ -98,31 +98,15 @@ fn cached_layer(
     key: &StepKey,
     make: impl FnOnce() -> Result<String, Error>,
 ) -> Result<(String, String), Error> {
-    if !build.options.no_cache {
-        let store = build.store;
-        let hit = build.cache.lookup(key, |layer| store.layer(layer).is_ok());
-        if let Some(Entry {
-            layer: Some(layer),
-            created: Some(created),
-        }) = hit
-        {
-            if build.hold(&layer).is_ok() {
-                if !build.options.quiet {
-                    build.say(" ---> Using cache");
-                }
-                return Ok((layer, created));
-            }
-        }
+    if let Some(Entry {
+        layer: Some(layer),
+        created: Some(created),
+    }) = build.cached(key)
+    {
+        return Ok((layer, created));
     }
     let layer = make()?;
-    let created = crate::image::rfc3339(std::time::SystemTime::now());
-    build.cache.record(
-        key,
-        &Entry {
-            layer: Some(layer.clone()),
-            created: Some(created.clone()),
-        },
-    )?;
+    let created = build.record_layer(key, &layer)?;
     Ok((layer, created))
 }
 

@@ -150,6 +150,38 @@ impl Build<'_> {
         Ok(self.store.hold(&self.holder(), chain_id)?)
     }
 
+    /// Returns the cache entry of `key`, unless `--no-cache` is given or the
+    /// entry's layer is gone. The layer is held for this build, so that a
+    /// prune before the image is named cannot take it away.
+    pub fn cached(&self, key: &cache::StepKey) -> Option<cache::Entry> {
+        if self.options.no_cache {
+            return None;
+        }
+        let store = self.store;
+        let entry = self.cache.lookup(key, |layer| store.layer(layer).is_ok())?;
+        if let Some(layer) = &entry.layer {
+            self.hold(layer).ok()?;
+        }
+        if !self.options.quiet {
+            self.say(" ---> Using cache");
+        }
+        Some(entry)
+    }
+
+    /// Records layer `chain_id` as the result of `key`, made now; returns
+    /// that time (RFC 3339).
+    pub fn record_layer(&self, key: &cache::StepKey, chain_id: &str) -> Result<String, Error> {
+        let created = crate::image::rfc3339(std::time::SystemTime::now());
+        self.cache.record(
+            key,
+            &cache::Entry {
+                layer: Some(chain_id.to_string()),
+                created: Some(created.clone()),
+            },
+        )?;
+        Ok(created)
+    }
+
     /// Unmounts and removes a mount made by `mount`.
     pub fn release(&self, mount_id: &str) -> Result<(), Error> {
         self.store.remove_mount(mount_id)?;

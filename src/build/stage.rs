@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::cache::{Entry, StepKey};
+use super::cache::StepKey;
 use super::copy;
 use super::download;
 use super::rootpath::{self, Missing};
@@ -410,31 +410,15 @@ impl StageRun<'_, '_> {
     /// Looks `key` up in the cache; on a hit moves the stage to the cached
     /// layer and returns true.
     fn cache_hit(&mut self, key: &StepKey) -> bool {
-        if self.build.options.no_cache {
-            return false;
-        }
-        let store = self.build.store;
-        let Some(entry) = self
-            .build
-            .cache
-            .lookup(key, |layer| store.layer(layer).is_ok())
-        else {
+        let Some(entry) = self.build.cached(key) else {
             return false;
         };
-        if let Some(layer) = &entry.layer {
-            // A prune between this lookup and the image's naming must not
-            // take the layer away.
-            if self.build.hold(layer).is_err() {
-                return false;
-            }
-            self.result.top = entry.layer.clone();
+        if entry.layer.is_some() {
+            self.result.top = entry.layer;
         }
         self.stamp(entry.created);
         self.result.key = key.clone();
         self.result.cached_steps += 1;
-        if !self.build.options.quiet {
-            self.build.say(" ---> Using cache");
-        }
         true
     }
 
@@ -444,14 +428,7 @@ impl StageRun<'_, '_> {
         let layer = self.build.store.commit_mount(mount_id)?;
         self.build.hold(&layer.chain_id)?;
         self.build.release(mount_id)?;
-        let created = crate::image::rfc3339(std::time::SystemTime::now());
-        self.build.cache.record(
-            &key,
-            &Entry {
-                layer: Some(layer.chain_id.clone()),
-                created: Some(created.clone()),
-            },
-        )?;
+        let created = self.build.record_layer(&key, &layer.chain_id)?;
         self.stamp(Some(created));
         self.result.top = Some(layer.chain_id);
         self.result.key = key;
