@@ -3,13 +3,13 @@
 //! ROOTPIVOT, the `-F` file-integrity spec, and the image's names.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::{Seek, SeekFrom};
+use std::path::Path;
 
 use super::cache::{Entry, StepKey};
 use super::rootpath::{self, Missing};
 use super::stage::StageResult;
 use super::{Build, Built, Error, FIM_SPEC_PATH};
+use crate::image::{Layer, Store};
 use crate::oci::image_spec::{self, History};
 use crate::storage::{self, DiffSource};
 
@@ -131,38 +131,37 @@ fn pivot_root_layer(build: &Build, top: Option<&str>, dir: &str) -> Result<Strin
             " ---> Root pivoted to {}",
             pivot.strip_prefix(&rootfs).unwrap_or(&pivot).display()
         ));
-        commit_tree(build, &pivot)
+        Ok(commit_tree(build.store, &pivot, &build.holder())?.chain_id)
     })();
     build.release(&mount_id)?;
     result
 }
 
-/// Commits the whole tree under `dir` as a layer with no parent.
-fn commit_tree(build: &Build, dir: &std::path::Path) -> Result<String, Error> {
-    let temp = build.work_dir.join("pivot.tar");
-    let io_error = |source| Error::Io {
-        path: temp.clone(),
+/// Commits the whole tree under `dir` as a layer with no parent, held by
+/// `holder`. The tar stream goes through a pipe from a packing thread
+/// straight into the store, never to a file.
+pub fn commit_tree(store: &Store, dir: &Path, holder: &str) -> Result<Layer, Error> {
+    let (mut reader, mut writer) = std::io::pipe().map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
         source,
-    };
-    let mut file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&temp)
-        .map_err(io_error)?;
-    storage::write_diff(
-        DiffSource::Trees {
-            lower: None,
-            upper: dir,
-        },
-        &mut file,
-    )
-    .map_err(|err| Error::Runner(format!("packing the ROOTPIVOT tree: {err}")))?;
-    file.seek(SeekFrom::Start(0)).map_err(io_error)?;
-    let layer = build.store.commit_tar(None, &mut file, &build.holder())?;
-    let _ = fs::remove_file(&temp);
-    Ok(layer.chain_id)
+    })?;
+    std::thread::scope(|scope| {
+        let packer = scope.spawn(move || {
+            let source = DiffSource::Trees {
+                lower: None,
+                upper: dir,
+            };
+            storage::write_diff(source, &mut writer)
+        });
+        let committed = store.commit_tar(None, &mut reader, holder);
+        // Drain what the packer still writes so it never blocks on a full
+        // pipe after a failed commit.
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        let packed = packer.join().expect("the layer packing thread panicked");
+        packed
+            .map_err(|err| Error::Runner(format!("packing the tree {}: {err}", dir.display())))?;
+        Ok(committed?)
+    })
 }
 
 /// Adds a layer holding the mtree spec of every file below it.

@@ -29,6 +29,7 @@ use std::sync::Mutex;
 use crate::cblockfile::{Cblockfile, CopySource, InstructionKind};
 use crate::image::reference::Reference;
 use crate::image::{Image, Store};
+pub use finish::commit_tree;
 pub use runner::{Network, StepProcess, StepRunner};
 
 /// Errors of a build.

@@ -2,7 +2,6 @@
 //! tools (see `crate::forge`), the layer 0 that `FROM forge` builds on.
 
 use std::fs;
-use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,7 +10,6 @@ use argh::FromArgs;
 use super::Globals;
 use crate::image::{Reference, Store};
 use crate::oci::image_spec::{ContainerConfig, History, ImageConfig};
-use crate::storage::{self, DiffSource};
 
 #[derive(FromArgs)]
 #[argh(subcommand, name = "forge")]
@@ -46,7 +44,7 @@ pub fn run(_globals: &Globals, args: Args) -> crate::Result<ExitCode> {
         source,
     })?;
 
-    let result = create(&store, &reference, &work, &root);
+    let result = create(&store, &reference, &root);
     let _ = fs::remove_dir_all(&work);
     let image = result?;
     println!("{} {}", reference, image.short_id());
@@ -56,7 +54,6 @@ pub fn run(_globals: &Globals, args: Args) -> crate::Result<ExitCode> {
 fn create(
     store: &Store,
     reference: &Reference,
-    work: &std::path::Path,
     root: &std::path::Path,
 ) -> crate::Result<crate::image::Image> {
     let exe = std::env::current_exe().map_err(|source| crate::Error::Io {
@@ -71,28 +68,8 @@ fn create(
         contents.files.len()
     );
 
-    let tar_path = work.join("layer.tar");
-    let io_error = |source| crate::Error::Io {
-        path: tar_path.clone(),
-        source,
-    };
-    let mut tar = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tar_path)
-        .map_err(io_error)?;
-    storage::write_diff(
-        DiffSource::Trees {
-            lower: None,
-            upper: root,
-        },
-        &mut tar,
-    )?;
-    tar.seek(SeekFrom::Start(0)).map_err(io_error)?;
     let holder = format!("forge-{}", std::process::id());
-    let layer = store.commit_tar(None, &mut tar, &holder)?;
+    let layer = crate::build::commit_tree(store, root, &holder)?;
 
     let config = ImageConfig {
         created: Some(crate::image::rfc3339(std::time::SystemTime::now())),
