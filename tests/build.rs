@@ -235,9 +235,8 @@ mod builds {
             let file = cblocks::cblockfile::parse("Cblockfile", text.as_bytes()).unwrap();
             let mut options = options;
             options.names = vec![Reference::parse(name).unwrap()];
-            let output: Output = Mutex::new(Box::new(Vec::new()));
-            let sink = SharedSink::default();
-            *output.lock().unwrap() = Box::new(sink.clone());
+            let sink = crate::common::OutputSink::default();
+            let output: Output = Mutex::new(Box::new(sink.clone()));
             let result = build::build(
                 &self.store,
                 &NoRunSteps,
@@ -275,26 +274,6 @@ mod builds {
         fn drop(&mut self) {
             // Unmount anything a failed build or check left mounted.
             crate::common::unmount_below(&self.dir.0);
-        }
-    }
-
-    /// Collects build output for assertions.
-    #[derive(Clone, Default)]
-    struct SharedSink(std::sync::Arc<Mutex<Vec<u8>>>);
-
-    impl SharedSink {
-        fn text(&self) -> String {
-            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-        }
-    }
-
-    impl std::io::Write for SharedSink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
         }
     }
 
@@ -603,7 +582,7 @@ COPY --from=1 /out/two.txt /result/
 mod run_steps {
     use std::fs;
     use std::path::{Path, PathBuf};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
 
     use cblocks::build::runner::RuntimeRunner;
     use cblocks::build::{self, Built, Network, Options, Output};
@@ -702,8 +681,8 @@ mod run_steps {
             let file = cblocks::cblockfile::parse("Cblockfile", text.as_bytes()).unwrap();
             let mut options = options;
             options.names = vec![Reference::parse(name).unwrap()];
-            let sink = Arc::new(Mutex::new(Vec::new()));
-            let output: Output = Mutex::new(Box::new(SinkWriter(sink.clone())));
+            let sink = crate::common::OutputSink::default();
+            let output: Output = Mutex::new(Box::new(sink.clone()));
             let result = build::build(
                 &self.store,
                 &self.runner,
@@ -713,7 +692,7 @@ mod run_steps {
                 &format!("{}-{}", self.label, std::process::id()),
                 &output,
             );
-            let text = String::from_utf8_lossy(&sink.lock().unwrap()).into_owned();
+            let text = sink.text();
             (result, text)
         }
 
@@ -735,18 +714,6 @@ mod run_steps {
     impl Drop for Setup {
         fn drop(&mut self) {
             crate::common::unmount_below(&self.dir.0);
-        }
-    }
-
-    struct SinkWriter(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for SinkWriter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
         }
     }
 

@@ -5,6 +5,7 @@
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
@@ -39,4 +40,27 @@ pub fn set_nonblocking(file: &fs::File) {
         FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
     )
     .unwrap();
+}
+
+/// A writer that collects what is written, shared between clones, for
+/// checks on build output.
+#[derive(Clone, Default)]
+pub struct OutputSink(Arc<Mutex<Vec<u8>>>);
+
+impl OutputSink {
+    /// Returns what was written so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for OutputSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
