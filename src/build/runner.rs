@@ -107,19 +107,17 @@ impl StepRunner for RuntimeRunner {
         let result = (|| {
             runtime::write_config(&bundle, &spec).map_err(|e| failed("writing config.json", &e))?;
             runtime::become_subreaper().map_err(|e| failed("becoming subreaper", &e))?;
-            let mut container = Container::create(&ContainerConfig {
+            let container = Container::create(&ContainerConfig {
                 id: process.id.to_string(),
                 bundle: bundle.clone(),
                 root_dir: self.state_root.clone(),
                 console: ConsoleMode::Inherit,
                 runtime_exe: self.runtime_exe.clone(),
+                start_at_once: true,
                 ..ContainerConfig::default()
             })
             .map_err(|e| failed("creating the container", &e))?;
-            let status = container
-                .start()
-                .and_then(|()| container.wait())
-                .map_err(|e| failed("running the step", &e));
+            let status = container.wait().map_err(|e| failed("running the step", &e));
             let deleted = container
                 .delete(true)
                 .map_err(|e| failed("deleting the container", &e));

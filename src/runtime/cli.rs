@@ -396,6 +396,7 @@ fn create(root: &Path, a: CreateArgs) -> crate::Result<ExitCode> {
         no_pivot: a.no_pivot,
         runtime_exe: None,
         stdio: None,
+        start_at_once: false,
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -460,12 +461,9 @@ fn run_container(root: &Path, a: RunArgs) -> crate::Result<ExitCode> {
         no_pivot: a.no_pivot,
         runtime_exe: None,
         stdio: None,
+        start_at_once: true,
     })?;
     let master = container.take_console();
-    if let Err(err) = container.start() {
-        let _ = container.delete(true);
-        return Err(err.into());
-    }
     if a.detach {
         return Ok(ExitCode::SUCCESS);
     }
@@ -478,7 +476,6 @@ fn run_container(root: &Path, a: RunArgs) -> crate::Result<ExitCode> {
         proxy.finish();
     }
     if !a.keep {
-        let container = Container::load(root, &a.id)?;
         container.delete(true)?;
     }
     Ok(ExitCode::from(code? as u8))

@@ -133,6 +133,10 @@ pub struct ContainerConfig {
     /// Standard input, output and error of the container's process, such as
     /// pipes of a build step; the caller's own when `None`.
     pub stdio: Option<[OwnedFd; 3]>,
+    /// Lets the process run as soon as it is set up, as `run` does, instead
+    /// of waiting for [`Container::start`]. The container is then created
+    /// without an exec FIFO and returned running.
+    pub start_at_once: bool,
 }
 
 /// A process to start in a running container.
@@ -350,18 +354,11 @@ impl Container {
         process: &Process,
         cgroup_path: String,
     ) -> Result<Container, Error> {
-        // Writable by others: in a user namespace the container's root is
-        // not the host's root that owns the FIFO.
-        let fifo = state_dir.join(state::EXEC_FIFO);
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622)).map_err(
-            |e| Error::Io {
-                context: format!("creating the exec FIFO {}", fifo.display()),
-                source: e.into(),
-            },
-        )?;
-
-        fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
-            .map_err(io_error(format!("setting the mode of {}", fifo.display())))?;
+        let fifo = if config.start_at_once {
+            None
+        } else {
+            Some(make_exec_fifo(state_dir)?)
+        };
 
         let mut record = Record::new(&config.id, bundle, &rootfs, spec);
         record.save(state_dir)?;
@@ -386,7 +383,7 @@ impl Container {
                 process,
                 bundle,
                 rootfs,
-                exec_fifo: Some(&fifo),
+                exec_fifo: fifo.as_deref(),
                 join_pid: None,
                 console: console_fd,
                 preserve_fds: config.preserve_fds,
@@ -401,7 +398,11 @@ impl Container {
         record.pid = Some(launched.pid);
         record.start_time = state::process_start_time(launched.pid);
         record.cgroup_dirs = launched.cgroup.dirs.clone();
-        record.status = Status::Created;
+        record.status = if config.start_at_once {
+            Status::Running
+        } else {
+            Status::Created
+        };
         let finish = || -> Result<Option<OwnedFd>, Error> {
             record.save(state_dir)?;
             if let Some(path) = &config.pid_file {
@@ -413,11 +414,17 @@ impl Container {
             }
         };
         match finish() {
-            Ok(console) => Ok(Container {
-                record,
-                state_dir: state_dir.to_path_buf(),
-                console,
-            }),
+            Ok(console) => {
+                let container = Container {
+                    record,
+                    state_dir: state_dir.to_path_buf(),
+                    console,
+                };
+                if config.start_at_once {
+                    container.run_poststart_hooks();
+                }
+                Ok(container)
+            }
             Err(err) => {
                 let _ = engine::signal(launched.pid, libc::SIGKILL);
                 let _ = engine::cgroups::destroy(&launched.cgroup);
@@ -546,9 +553,13 @@ impl Container {
 
         self.record.status = Status::Running;
         self.record.save(&self.state_dir)?;
+        self.run_poststart_hooks();
+        Ok(())
+    }
+
+    fn run_poststart_hooks(&self) {
         let hooks = self.record.spec.hooks.clone().unwrap_or_default();
         hooks::run_all_warn(&hooks.poststart, "poststart", &self.state());
-        Ok(())
     }
 
     /// Sends `signal` to the container's process, or with `all` to every
@@ -695,6 +706,22 @@ impl Container {
         )))?;
         cgroup_result
     }
+}
+
+/// Creates the FIFO on which a created container waits for `start`.
+fn make_exec_fifo(state_dir: &Path) -> Result<PathBuf, Error> {
+    // Writable by others: in a user namespace the container's root is not
+    // the host's root that owns the FIFO.
+    let fifo = state_dir.join(state::EXEC_FIFO);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o622)).map_err(|e| {
+        Error::Io {
+            context: format!("creating the exec FIFO {}", fifo.display()),
+            source: e.into(),
+        }
+    })?;
+    fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .map_err(io_error(format!("setting the mode of {}", fifo.display())))?;
+    Ok(fifo)
 }
 
 /// Lists the containers below `root_dir`, skipping unreadable entries.

@@ -21,6 +21,7 @@ mod exe;
 mod process;
 mod rootfs;
 pub mod seccomp;
+mod spawn;
 mod syscall_table;
 
 use std::ffi::CString;
@@ -29,9 +30,8 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 use nix::sched::CloneFlags;
 use serde::{Deserialize, Serialize};
@@ -57,6 +57,10 @@ struct InitConfig {
     preserve_fds: u32,
     no_pivot: bool,
     parent_hooks: bool,
+    /// The runtime started the setup process as PID 1 of the container's
+    /// new PID namespace, so the setup process becomes the container
+    /// process without a fork.
+    started_in_pid_namespace: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -64,9 +68,11 @@ struct InitConfig {
 enum Message {
     /// Setup process to runtime: place me in the cgroup.
     Ready,
-    /// Runtime to setup process: the container's cgroup directories.
+    /// Runtime to setup process: the container's cgroup directories, and
+    /// the v1 `tasks` files to move into.
     Cgroup {
         dirs: Vec<PathBuf>,
+        v1_tasks: Vec<PathBuf>,
     },
     /// Setup process to runtime: write my user namespace's id maps.
     UserNamespace,
@@ -260,14 +266,6 @@ fn namespace_flag(kind: &str) -> Result<CloneFlags, Error> {
     })
 }
 
-fn clear_cloexec(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor the caller owns.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Starts a container process and returns once it is set up: waiting on
 /// the exec FIFO for a new container, or executing the program for `exec`.
 /// `run_hooks` is called with the container's pid at the point where the
@@ -277,42 +275,73 @@ pub fn launch(
     request: Launch<'_>,
     run_hooks: &mut dyn FnMut(i32) -> Result<(), Error>,
 ) -> Result<Launched, Error> {
-    let exe = exe::sealed_copy(request.runtime_exe)?;
+    let mut cgroup = match (&request.cgroup_path, request.join_pid) {
+        (Some(path), _) => CgroupSetup::Create(cgroups::reserve(path)?),
+        (None, Some(target)) => CgroupSetup::Join(cgroups::of_process(target)?),
+        (None, None) => CgroupSetup::Join(cgroups::Cgroup::default()),
+    };
+    let mut request = request;
+    let result = start_setup(&mut request, &mut cgroup, run_hooks);
+    match (result, cgroup) {
+        (Ok(pid), CgroupSetup::Create(creation)) => Ok(Launched {
+            pid,
+            cgroup: creation.cgroup,
+        }),
+        (Ok(pid), CgroupSetup::Join(_)) => Ok(Launched {
+            pid,
+            cgroup: cgroups::Cgroup::default(),
+        }),
+        (Err(err), CgroupSetup::Create(creation)) => {
+            let _ = cgroups::destroy(&creation.cgroup);
+            Err(err)
+        }
+        (Err(err), CgroupSetup::Join(_)) => Err(err),
+    }
+}
+
+/// The cgroup a new process goes into.
+enum CgroupSetup {
+    /// A new container's cgroup, made while the setup process starts.
+    Create(cgroups::Creation),
+    /// The cgroup of a running container, for `exec`.
+    Join(cgroups::Cgroup),
+}
+
+/// Starts the setup process and leads it through the setup. Returns the
+/// container process's pid. On failure the processes it started are
+/// killed.
+fn start_setup(
+    request: &mut Launch<'_>,
+    cgroup: &mut CgroupSetup,
+    run_hooks: &mut dyn FnMut(i32) -> Result<(), Error>,
+) -> Result<i32, Error> {
+    let unified = match &*cgroup {
+        CgroupSetup::Create(creation) => creation.cgroup.placement()?.unified,
+        CgroupSetup::Join(joined) => joined.placement()?.unified,
+    };
+    let exe = exe::open_unwritable(request.runtime_exe)?;
     let (parent_end, child_end) = UnixStream::pair().map_err(|e| Error::Io {
         context: "creating the setup socket pair".into(),
         source: e,
     })?;
     let child_fd = child_end.as_raw_fd();
-    let console_fd = request.console.as_ref().map(|fd| fd.as_raw_fd());
+    let console = request.console.take();
+    let console_fd = console.as_ref().map(|fd| fd.as_raw_fd());
 
-    let mut command = Command::new(format!("/proc/self/fd/{}", exe.as_raw_fd()));
-    command
-        .arg0("cblock-runtime")
-        .arg("_setup")
-        .arg(child_fd.to_string())
-        .env_clear();
-    if let Some([stdin, stdout, stderr]) = request.stdio {
-        command
-            .stdin(std::process::Stdio::from(stdin))
-            .stdout(std::process::Stdio::from(stdout))
-            .stderr(std::process::Stdio::from(stderr));
-    }
-    // SAFETY: the closure only calls fcntl, which is async-signal-safe.
-    unsafe {
-        command.pre_exec(move || {
-            clear_cloexec(child_fd)?;
-            if let Some(fd) = console_fd {
-                clear_cloexec(fd)?;
-            }
-            Ok(())
-        });
-    }
-    let mut child = command.spawn().map_err(|e| Error::Io {
-        context: "starting the container setup process".into(),
-        source: e,
+    let child_fd_arg = CString::new(child_fd.to_string()).expect("digits contain no NUL");
+    let mut inherit = vec![child_fd];
+    inherit.extend(console_fd);
+    let mut child = spawn::spawn(spawn::Spawn {
+        exe: &exe,
+        args: &[c"cblock-runtime", c"_setup", &child_fd_arg],
+        stdio: request.stdio.take(),
+        inherit: &inherit,
+        cgroup: unified.as_deref(),
+        new_pid_namespace: pid_namespace_at_clone(request),
     })?;
     drop(child_end);
-    drop(request.console);
+    drop(console);
+    drop(exe);
 
     let spec = request.spec;
     let parent_hooks = spec
@@ -331,95 +360,132 @@ pub fn launch(
         preserve_fds: request.preserve_fds,
         no_pivot: request.no_pivot,
         parent_hooks,
+        started_in_pid_namespace: child.in_new_pid_namespace,
     };
 
-    let mut cgroup = cgroups::Cgroup::default();
+    let mut channel = match Channel::new(parent_end) {
+        Ok(channel) => channel,
+        Err(e) => {
+            child.kill();
+            return Err(Error::Io {
+                context: "opening the setup channel".into(),
+                source: e,
+            });
+        }
+    };
+    // Sent before the exec finishes: the socket buffers it, and the setup
+    // process reads it as soon as it runs.
+    if let Err(err) = channel.send(&config) {
+        child.kill();
+        return Err(err);
+    }
+
+    // The rest of a new cgroup is made while the setup process executes
+    // the binary and reads its configuration, which takes about as long.
+    let made = match cgroup {
+        CgroupSetup::Create(creation) => {
+            let resources = request
+                .spec
+                .linux
+                .as_ref()
+                .and_then(|l| l.resources.as_ref());
+            creation.complete(resources)
+        }
+        CgroupSetup::Join(_) => Ok(()),
+    };
+    let placement = made.and_then(|()| match &*cgroup {
+        CgroupSetup::Create(creation) => creation.cgroup.placement(),
+        CgroupSetup::Join(joined) => joined.placement(),
+    });
+    let placement = match placement.and_then(|p| child.wait_exec().map(|()| p)) {
+        Ok(placement) => placement,
+        Err(err) => {
+            child.kill();
+            return Err(err);
+        }
+    };
+    let cgroup_dirs = match &*cgroup {
+        CgroupSetup::Create(creation) => creation.cgroup.dirs.clone(),
+        CgroupSetup::Join(joined) => joined.dirs.clone(),
+    };
+
     let mut pid = None;
-    let setup_pid = child.id() as i32;
-    let result = (|| {
-        let mut channel = Channel::new(parent_end).map_err(|e| Error::Io {
-            context: "opening the setup channel".into(),
-            source: e,
-        })?;
-        channel.send(&config)?;
-        loop {
-            let message = channel.receive::<Message>()?;
-            match message {
-                Some(Message::Ready) => {
-                    if let Some(path) = &request.cgroup_path {
-                        let resources = spec.linux.as_ref().and_then(|l| l.resources.as_ref());
-                        cgroup = cgroups::create(path, resources, setup_pid)?;
-                    } else if let Some(target) = request.join_pid {
-                        cgroups::join_cgroups_of(target, setup_pid)?;
-                    }
-                    if let Some(score) = request.process.oom_score_adj {
-                        let path = format!("/proc/{setup_pid}/oom_score_adj");
-                        fs::write(&path, score.to_string()).map_err(|e| Error::Io {
-                            context: format!(
-                                "writing oom_score_adj {score} to {path}; lowering it needs \
+    let setup_pid = child.pid;
+    let result = (|| loop {
+        let message = channel.receive::<Message>()?;
+        match message {
+            Some(Message::Ready) => {
+                if let Some(dir) = placement.unified.as_deref().filter(|_| !child.in_cgroup) {
+                    cgroups::place_in_unified(dir, setup_pid)?;
+                }
+                if let Some(score) = request.process.oom_score_adj {
+                    let path = format!("/proc/{setup_pid}/oom_score_adj");
+                    fs::write(&path, score.to_string()).map_err(|e| Error::Io {
+                        context: format!(
+                            "writing oom_score_adj {score} to {path}; lowering it needs \
                                  CAP_SYS_RESOURCE"
-                            ),
-                            source: e,
-                        })?;
-                    }
-                    channel.send(&Message::Cgroup {
-                        dirs: cgroup.dirs.clone(),
-                    })?;
-                }
-                Some(Message::UserNamespace) => {
-                    write_id_maps(spec, setup_pid)?;
-                    channel.send(&Message::Continue)?;
-                }
-                Some(Message::Pid { pid: container_pid }) => {
-                    pid = Some(container_pid);
-                    let status = child.wait().map_err(|e| Error::Io {
-                        context: "waiting for the setup process".into(),
+                        ),
                         source: e,
                     })?;
-                    if !status.success() {
-                        return Err(Error::Setup(format!(
-                            "the setup process failed with {status}"
-                        )));
-                    }
-                    channel.send(&Message::Continue)?;
                 }
-                Some(Message::Hooks) => {
-                    let container_pid = pid.unwrap_or(setup_pid);
-                    run_hooks(container_pid)?;
-                    channel.send(&Message::Continue)?;
+                channel.send(&Message::Cgroup {
+                    dirs: cgroup_dirs.clone(),
+                    v1_tasks: placement.v1_tasks.clone(),
+                })?;
+            }
+            Some(Message::UserNamespace) => {
+                write_id_maps(spec, setup_pid)?;
+                channel.send(&Message::Continue)?;
+            }
+            Some(Message::Pid { pid: container_pid }) => {
+                pid = Some(container_pid);
+                if let Err(how) = child.wait()? {
+                    return Err(Error::Setup(format!("the setup process failed with {how}")));
                 }
-                Some(Message::Created) => return Ok(()),
-                Some(Message::Error { message }) => return Err(Error::Setup(message)),
-                Some(other) => {
-                    return Err(Error::Setup(format!("unexpected setup message {other:?}")))
-                }
-                None => {
-                    return Err(Error::Setup(
-                        "the container process exited during setup without a message".into(),
-                    ))
-                }
+                channel.send(&Message::Continue)?;
+            }
+            Some(Message::Hooks) => {
+                let container_pid = pid.unwrap_or(setup_pid);
+                run_hooks(container_pid)?;
+                channel.send(&Message::Continue)?;
+            }
+            Some(Message::Created) => return Ok(()),
+            Some(Message::Error { message }) => return Err(Error::Setup(message)),
+            Some(other) => return Err(Error::Setup(format!("unexpected setup message {other:?}"))),
+            None => {
+                return Err(Error::Setup(
+                    "the container process exited during setup without a message".into(),
+                ))
             }
         }
     })();
 
     match result {
-        Ok(()) => Ok(Launched {
-            pid: pid.unwrap_or(setup_pid),
-            cgroup,
-        }),
+        Ok(()) => Ok(pid.unwrap_or(setup_pid)),
         Err(err) => {
             if let Some(pid) = pid {
                 // SAFETY: kill(2) has no memory effects.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            if request.cgroup_path.is_some() {
-                let _ = cgroups::destroy(&cgroup);
+            } else {
+                child.kill();
             }
             Err(err)
         }
     }
+}
+
+/// Whether the setup process can start in the container's new PID
+/// namespace, which saves the fork that `unshare` would need. Only without
+/// a user namespace: a PID namespace must belong to the container's user
+/// namespace, which the setup process creates later.
+fn pid_namespace_at_clone(request: &Launch<'_>) -> bool {
+    let linux = request.spec.linux_or_default();
+    let new_pid = linux
+        .namespaces
+        .iter()
+        .any(|ns| ns.kind == "pid" && ns.path.is_none());
+    let user = linux.namespaces.iter().any(|ns| ns.kind == "user");
+    request.join_pid.is_none() && new_pid && !user
 }
 
 fn write_id_maps(spec: &Spec, pid: i32) -> Result<(), Error> {
@@ -486,13 +552,21 @@ pub fn setup_main(args: &[String]) -> ExitCode {
 fn setup(config: &InitConfig, channel: &mut Channel) -> Result<(), Error> {
     channel.send(&Message::Ready)?;
     let cgroup_dirs = match channel.receive::<Message>()? {
-        Some(Message::Cgroup { dirs }) => dirs,
+        Some(Message::Cgroup { dirs, v1_tasks }) => {
+            // Before the namespaces, so that a new cgroup namespace is
+            // rooted at the container's cgroup.
+            cgroups::enter_v1(&v1_tasks)?;
+            dirs
+        }
         other => return Err(Error::Setup(format!("expected the cgroup, got {other:?}"))),
     };
 
     match config.join_pid {
         Some(target) => join_namespaces_of(target)?,
         None => enter_namespaces(config, channel)?,
+    }
+    if config.started_in_pid_namespace {
+        return start_container(config, channel, cgroup_dirs);
     }
 
     // SAFETY: the process is single-threaded, so fork is safe here.
@@ -562,6 +636,9 @@ fn enter_namespaces(config: &InitConfig, channel: &mut Channel) -> Result<(), Er
     let mut new_flags = CloneFlags::empty();
     for ns in linux.namespaces.iter().filter(|ns| ns.path.is_none()) {
         new_flags |= namespace_flag(&ns.kind)?;
+    }
+    if config.started_in_pid_namespace {
+        new_flags.remove(CloneFlags::CLONE_NEWPID);
     }
     if new_flags.contains(CloneFlags::CLONE_NEWUSER) {
         nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| Error::Io {

@@ -378,8 +378,15 @@ pub fn exec(program: &CString, process: &Process) -> Error {
     arg_ptrs.push(std::ptr::null());
     let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
     env_ptrs.push(std::ptr::null());
-    // SAFETY: both arrays are null-terminated and outlive the call.
-    unsafe { libc::execve(program.as_ptr(), arg_ptrs.as_ptr(), env_ptrs.as_ptr()) };
+    // The Rust runtime of this process ignores SIGPIPE, and an ignored
+    // signal stays ignored across exec. The container's program must start
+    // with the default action, as under a shell.
+    // SAFETY: signal(2) with a constant handler; execve gets null-terminated
+    // arrays that outlive the call.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::execve(program.as_ptr(), arg_ptrs.as_ptr(), env_ptrs.as_ptr())
+    };
     os_error(format!("executing {}", program.to_string_lossy()))
 }
 
