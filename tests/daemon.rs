@@ -1009,6 +1009,17 @@ fn launch_container_end_to_end() {
         thread::sleep(Duration::from_millis(20));
     }
 
+    // An attached launch: the container's terminal has the client's size
+    // before the container's first output.
+    let mut sized = PtyClient::start(
+        &daemon,
+        &["launch", "-n", "busybox", "--rm", "--", "stty", "size"],
+        27,
+        88,
+    );
+    sized.expect("27 88");
+    assert!(sized.wait().success());
+
     // Interactive use through a terminal: the size is set before the first
     // output, Ctrl+Q detaches, the console replays on re-attach.
     let launched = daemon.run(&[

@@ -168,12 +168,32 @@ pub fn now_secs() -> u64 {
 /// same directory, fsync, then rename, so readers see the old or the new
 /// contents and never a torn file.
 pub fn write_json_atomic<T: Serialize>(dir: &Path, name: &str, value: &T) -> io::Result<()> {
+    write_json_replacing(dir, name, value, true)
+}
+
+/// Writes `value` as JSON to `dir/name` atomically like
+/// [`write_json_atomic`], but without the fsync, which costs milliseconds.
+/// Only for records of running processes, such as a payload's pid or exit
+/// status: a crash of the writer leaves the old or the new file, and a
+/// power loss ends the processes that the record describes.
+pub fn write_json_runtime<T: Serialize>(dir: &Path, name: &str, value: &T) -> io::Result<()> {
+    write_json_replacing(dir, name, value, false)
+}
+
+fn write_json_replacing<T: Serialize>(
+    dir: &Path,
+    name: &str,
+    value: &T,
+    flush: bool,
+) -> io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let body = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
     {
         let mut file = fs::File::create(&tmp)?;
         file.write_all(&body)?;
-        file.sync_all()?;
+        if flush {
+            file.sync_all()?;
+        }
     }
     fs::rename(&tmp, dir.join(name))
 }

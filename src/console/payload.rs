@@ -107,6 +107,7 @@ pub struct OciContainer {
 
 impl Payload for OciContainer {
     fn start(&self, window: WindowSize) -> io::Result<Started> {
+        use crate::oci::runtime_spec::ConsoleSize;
         use crate::runtime::{become_subreaper, ConsoleMode, Container, ContainerConfig};
         let runtime_error = |step: &str| {
             let step = step.to_string();
@@ -116,12 +117,20 @@ impl Payload for OciContainer {
         // The container's process must become the supervisor's child for
         // `Container::wait`.
         become_subreaper().map_err(runtime_error("become a subreaper"))?;
+        // The runtime opens the terminal with the window's size, so the
+        // container starts at once with its final size already set.
+        let console_size = (window.rows > 0 && window.cols > 0).then_some(ConsoleSize {
+            height: window.rows,
+            width: window.cols,
+        });
         let mut container = Container::create(&ContainerConfig {
             id: self.container_id.clone(),
             bundle: self.bundle.clone(),
             root_dir: self.runtime_root.clone(),
             console: ConsoleMode::Receive,
             runtime_exe: Some(std::env::current_exe()?),
+            console_size,
+            start_at_once: true,
             ..Default::default()
         })
         .map_err(runtime_error("create the container"))?;
@@ -132,13 +141,6 @@ impl Payload for OciContainer {
                 "the container has no terminal; set process.terminal in its bundle",
             ));
         };
-        if window.rows > 0 && window.cols > 0 {
-            crate::platform::pty::set_window_size(master.as_raw_fd(), window.rows, window.cols)?;
-        }
-        if let Err(err) = container.start() {
-            let _ = container.delete(true);
-            return Err(runtime_error("start the container")(err));
-        }
         let pid = container.pid().unwrap_or(0);
         let master_fd = master.as_raw_fd();
 

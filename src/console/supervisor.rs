@@ -31,7 +31,7 @@ use super::logfile::{read_log, ConsoleLog};
 use super::payload::{self, Payload, Started};
 use super::ring::Ring;
 use super::{
-    now_secs, read_json, write_json_atomic, Error, ExitRecord, InstanceConfig, SupervisorRequest,
+    now_secs, read_json, write_json_runtime, Error, ExitRecord, InstanceConfig, SupervisorRequest,
     SupervisorResponse, SupervisorState, CONFIG_FILE, EXIT_FILE, SOCKET_FILE, STATE_FILE,
     SUPERVISOR_LOG_FILE,
 };
@@ -244,7 +244,7 @@ fn write_state(
         tty: tty.to_string(),
         started,
     };
-    write_json_atomic(&shared.dir, STATE_FILE, &state)
+    write_json_runtime(&shared.dir, STATE_FILE, &state)
 }
 
 fn id(shared: &Shared) -> Option<&str> {
@@ -347,7 +347,6 @@ fn start(shared: &Arc<Shared>) {
         return;
     }
     let window = *lock(&shared.window);
-
     let started = shared.payload.start(window).and_then(|started| {
         let reader = File::from(started.master.try_clone()?);
         Ok((started, reader))
@@ -441,7 +440,7 @@ fn finish(shared: &Shared, code: i32) {
         status: code,
         finished: now_secs(),
     };
-    if let Err(err) = write_json_atomic(&shared.dir, EXIT_FILE, &record) {
+    if let Err(err) = write_json_runtime(&shared.dir, EXIT_FILE, &record) {
         log_error!(id(shared), "failed to record exit status {code}: {err}");
     }
     log_info!(id(shared), "payload exited with status {code}");

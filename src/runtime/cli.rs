@@ -396,6 +396,7 @@ fn create(root: &Path, a: CreateArgs) -> crate::Result<ExitCode> {
         no_pivot: a.no_pivot,
         runtime_exe: None,
         stdio: None,
+        console_size: None,
         start_at_once: false,
     })?;
     Ok(ExitCode::SUCCESS)
@@ -461,6 +462,7 @@ fn run_container(root: &Path, a: RunArgs) -> crate::Result<ExitCode> {
         no_pivot: a.no_pivot,
         runtime_exe: None,
         stdio: None,
+        console_size: None,
         start_at_once: true,
     })?;
     let master = container.take_console();

@@ -133,6 +133,9 @@ pub struct ContainerConfig {
     /// Standard input, output and error of the container's process, such as
     /// pipes of a build step; the caller's own when `None`.
     pub stdio: Option<[OwnedFd; 3]>,
+    /// Terminal size that replaces `process.consoleSize` of the bundle, so
+    /// that the terminal has it before the process starts.
+    pub console_size: Option<crate::oci::runtime_spec::ConsoleSize>,
     /// Lets the process run as soon as it is set up, as `run` does, instead
     /// of waiting for [`Container::start`]. The container is then created
     /// without an exec FIFO and returned running.
@@ -302,7 +305,10 @@ impl Container {
         let root = root_or_default(&config.root_dir);
         let (bundle, spec) = load_bundle(&config.bundle)?;
         let rootfs = rootfs_path(&bundle, &spec)?;
-        let process = spec.process.clone().unwrap_or_default();
+        let mut process = spec.process.clone().unwrap_or_default();
+        if config.console_size.is_some() {
+            process.console_size = config.console_size;
+        }
         let cgroup_path = engine::cgroups::resolve_path(
             spec.linux.as_ref().and_then(|l| l.cgroups_path.as_deref()),
             &config.id,
