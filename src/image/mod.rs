@@ -586,7 +586,16 @@ impl Store {
             }
         }
         let hex = spec.strip_prefix("sha256:").unwrap_or(spec);
-        if hex.len() >= 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let is_hex = hex.bytes().all(|b| b.is_ascii_hexdigit());
+        if hex.len() == 64 && is_hex {
+            // A full ID names its file; no need to read every image.
+            let path = self.image_path(&format!("sha256:{hex}"))?;
+            if path.exists() {
+                return read_json(&path);
+            }
+            return Err(Error::ImageNotFound(spec.to_string()));
+        }
+        if hex.len() >= 4 && is_hex {
             let matches: Vec<Image> = self
                 .all_images()?
                 .into_iter()

@@ -435,7 +435,7 @@ fn stdin_is_terminal() -> bool {
 
 fn run_container(root: &Path, a: RunArgs) -> crate::Result<ExitCode> {
     let _ = a.no_new_keyring;
-    let (_, spec) = super::load_bundle(Path::new(&a.bundle))?;
+    let (bundle, spec) = super::load_bundle(Path::new(&a.bundle))?;
     let terminal = spec.process.as_ref().is_some_and(|p| p.terminal);
     let console = match (a.console_socket, terminal) {
         (Some(path), _) => ConsoleMode::Socket(PathBuf::from(path)),
@@ -452,7 +452,7 @@ fn run_container(root: &Path, a: RunArgs) -> crate::Result<ExitCode> {
     if !a.detach {
         become_subreaper()?;
     }
-    let mut container = Container::create(&ContainerConfig {
+    let config = ContainerConfig {
         id: a.id.clone(),
         bundle: PathBuf::from(&a.bundle),
         root_dir: root.to_path_buf(),
@@ -464,7 +464,8 @@ fn run_container(root: &Path, a: RunArgs) -> crate::Result<ExitCode> {
         stdio: None,
         console_size: None,
         start_at_once: true,
-    })?;
+    };
+    let mut container = Container::create_from(&config, bundle, spec)?;
     let master = container.take_console();
     if a.detach {
         return Ok(ExitCode::SUCCESS);

@@ -302,8 +302,19 @@ impl Container {
     /// removed; mounts live only in the container's mount namespace.
     pub fn create(config: &ContainerConfig) -> Result<Container, Error> {
         check_id(&config.id)?;
-        let root = root_or_default(&config.root_dir);
         let (bundle, spec) = load_bundle(&config.bundle)?;
+        Self::create_from(config, bundle, spec)
+    }
+
+    /// Creates the container like [`Container::create`] from a bundle that
+    /// [`load_bundle`] has already read.
+    pub fn create_from(
+        config: &ContainerConfig,
+        bundle: PathBuf,
+        spec: Spec,
+    ) -> Result<Container, Error> {
+        check_id(&config.id)?;
+        let root = root_or_default(&config.root_dir);
         let rootfs = rootfs_path(&bundle, &spec)?;
         let mut process = spec.process.clone().unwrap_or_default();
         if config.console_size.is_some() {

@@ -783,6 +783,23 @@ pub fn pids(cgroup: &Cgroup) -> Vec<i32> {
 /// Kills every process left in the cgroup and removes its directories,
 /// trying each directory even when another fails.
 pub fn destroy(cgroup: &Cgroup) -> Result<(), Error> {
+    // A cgroup without processes, the usual case after the container's
+    // exit, goes with one rmdir per hierarchy. The kernel rejects the
+    // rmdir of one that still has processes (EBUSY), and those are
+    // emptied below.
+    let mut left = Vec::new();
+    for dir in &cgroup.dirs {
+        match fs::remove_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(_) => left.push(dir.clone()),
+        }
+    }
+    if left.is_empty() {
+        return Ok(());
+    }
+    let cgroup = &Cgroup { dirs: left };
+
     for _ in 0..100 {
         let remaining = pids(cgroup);
         if remaining.is_empty() {
