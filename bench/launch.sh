@@ -97,7 +97,9 @@ cblocks_supervisor_pids() {
     local pid
     for pid in $(ls /proc | grep -E '^[0-9]+$'); do
         [ "$pid" != "$cblockd_pid" ] || continue
-        tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q "_supervisor .*$work/cblocks/data/" || continue
+        # A process can end between the listing and the read; the error
+        # redirection comes first so that it also covers the input's.
+        tr '\0' ' ' 2>/dev/null < "/proc/$pid/cmdline" | grep -q "_supervisor .*$work/cblocks/data/" || continue
         echo "$pid"
     done
 }
@@ -187,16 +189,17 @@ jq -r '(.results[] | select(.command == "podman run") | .median) as $podman
 
 # --- Memory -----------------------------------------------------------------
 
-# Prints "COUNT MEAN_RSS_KIB MEAN_PSS_KIB" for the given pids.
+# Prints "COUNT MEAN_RSS_KIB MEAN_PSS_KIB MEAN_USS_KIB" for the given pids.
 mean_memory() {
-    local pid count=0 rss=0 pss=0
+    local pid count=0 rss=0 pss=0 uss=0
     for pid in "$@"; do
         rss=$((rss + $(rss_kib "$pid")))
         pss=$((pss + $(pss_kib "$pid")))
+        uss=$((uss + $(uss_kib "$pid")))
         count=$((count + 1))
     done
-    [ "$count" -gt 0 ] || { echo "0 - -"; return; }
-    echo "$count $((rss / count)) $((pss / count))"
+    [ "$count" -gt 0 ] || { echo "0 - - -"; return; }
+    echo "$count $((rss / count)) $((pss / count)) $((uss / count))"
 }
 
 : > "$out/launch-memory.txt"
@@ -213,8 +216,8 @@ for i in $(seq 1 "$containers"); do
     conmon_pids+=("$("${podman[@]}" inspect --format '{{.State.ConmonPid}}' "$id")")
 done
 sleep 1
-read -r count rss pss <<< "$(mean_memory "${conmon_pids[@]}")"
-report "conmon per podman container ($count running): mean VmRSS $rss, mean Pss $pss"
+read -r count rss pss uss <<< "$(mean_memory "${conmon_pids[@]}")"
+report "conmon per podman container ($count running): mean VmRSS $rss, mean Pss $pss, mean USS $uss"
 "${podman[@]}" rm --all --force --time 0 >/dev/null
 
 if [ -n "$cblock" ]; then
@@ -224,11 +227,11 @@ if [ -n "$cblock" ]; then
         "$cblock" launch --no-attach -n "$image" -- /bin/sleep 1000 < /dev/null > /dev/null
     done
     sleep 1
-    read -r count rss pss <<< "$(mean_memory $(cblocks_supervisor_pids))"
+    read -r count rss pss uss <<< "$(mean_memory $(cblocks_supervisor_pids))"
     if [ "$count" = 0 ]; then
         note "no supervisor found: no process has '_supervisor' and $work/cblocks/data/ on its command line"
     else
-        report "cblocks supervisor per container ($count found): mean VmRSS $rss, mean Pss $pss"
+        report "cblocks supervisor per container ($count found): mean VmRSS $rss, mean Pss $pss, mean USS $uss"
     fi
     stop_cblocks_instances
 fi

@@ -32,6 +32,12 @@ pss_kib() {
     awk '/^Pss:/ { print $2 }' "/proc/$1/smaps_rollup"
 }
 
+# Prints the unique set size of process PID in KiB: the pages no other
+# process maps (Private_Clean plus Private_Dirty), which ending it frees.
+uss_kib() {
+    awk '/^Private_(Clean|Dirty):/ { kib += $2 } END { print kib + 0 }' "/proc/$1/smaps_rollup"
+}
+
 # Unmounts every mount point at or below DIR, deepest first, so that a
 # following `rm -rf DIR` never walks into a container's root file system.
 unmount_below() {
