@@ -446,6 +446,81 @@ COPY --from=1 /out/two.txt /result/
     }
 
     #[test]
+    fn build_onbuild_triggers_run_once() {
+        let setup = Setup::new("build-onbuild", DriverKind::Vfs);
+        setup.write("trigger.txt", "from the trigger");
+        let parent = "FROM scratch
+LABEL parent=yes
+ONBUILD COPY trigger.txt /from-trigger.txt
+ONBUILD ENV TRIGGERED=yes
+";
+        let (result, output) = setup.build(parent, "parent:1", Options::default());
+        result.unwrap_or_else(|err| panic!("parent build failed: {err}\n{output}"));
+        assert!(
+            !output.contains("build trigger"),
+            "ONBUILD ran its own triggers:\n{output}"
+        );
+        assert_eq!(
+            setup.config("parent:1").on_build,
+            Some(vec![
+                "COPY trigger.txt /from-trigger.txt".to_string(),
+                "ENV TRIGGERED=yes".to_string()
+            ])
+        );
+        setup.inspect("parent:1", |root| {
+            assert!(!root.join("from-trigger.txt").exists());
+        });
+
+        let (result, output) = setup.build("FROM parent:1\n", "child:1", Options::default());
+        result.unwrap_or_else(|err| panic!("child build failed: {err}\n{output}"));
+        assert!(output.contains("-- Executing 2 build triggers"), "{output}");
+        assert!(
+            output.contains("-- Trigger : ENV TRIGGERED=yes"),
+            "{output}"
+        );
+        let child = setup.config("child:1");
+        assert!(
+            child
+                .env
+                .unwrap_or_default()
+                .contains(&"TRIGGERED=yes".to_string()),
+            "the ENV trigger did not reach the child's configuration"
+        );
+        assert_eq!(child.on_build, None, "the child inherited the triggers");
+        setup.inspect("child:1", |root| {
+            assert_eq!(
+                fs::read_to_string(root.join("from-trigger.txt")).unwrap(),
+                "from the trigger"
+            );
+        });
+
+        // Triggers are not inherited by grandchildren.
+        let (result, output) = setup.build("FROM child:1\n", "grandchild:1", Options::default());
+        result.unwrap_or_else(|err| panic!("grandchild build failed: {err}\n{output}"));
+        assert!(!output.contains("build trigger"), "{output}");
+
+        // Every stage FROM a stage with triggers runs them.
+        let stages = "FROM scratch AS base
+ONBUILD COPY trigger.txt /t.txt
+FROM base AS one
+FROM base
+COPY --from=one /t.txt /one.txt
+";
+        let (result, output) = setup.build(stages, "stages:1", Options::default());
+        result.unwrap_or_else(|err| panic!("stage build failed: {err}\n{output}"));
+        setup.inspect("stages:1", |root| {
+            assert!(
+                root.join("t.txt").exists(),
+                "the last stage skipped the trigger"
+            );
+            assert!(
+                root.join("one.txt").exists(),
+                "stage one skipped the trigger"
+            );
+        });
+    }
+
+    #[test]
     fn build_rejects_escapes_through_copy() {
         let setup = Setup::new("build-escape", DriverKind::Overlay);
         setup.write("ok.txt", "ok");

@@ -80,8 +80,12 @@ pub fn run(
 
     run.announce();
     let base = run.base(done);
+    let base = base.and_then(|result| {
+        run.result = result;
+        run.run_triggers(done)
+    });
     run.probe_done(&base);
-    run.result = base.map_err(|err| run.wrap(err))?;
+    base.map_err(|err| run.wrap(err))?;
 
     for instruction in &stage.instructions {
         run.step += 1;
@@ -252,6 +256,45 @@ impl StageRun<'_, '_> {
         ))
     }
 
+    /// Executes the base's `ONBUILD` triggers as part of the `FROM` step.
+    /// They are taken out of the configuration, so that an image built
+    /// from this one does not execute them again (Docker's rule).
+    fn run_triggers(&mut self, done: &BTreeMap<usize, StageResult>) -> Result<(), Error> {
+        let triggers = self
+            .result
+            .config
+            .config
+            .as_mut()
+            .and_then(|config| config.on_build.take())
+            .unwrap_or_default();
+        if triggers.is_empty() {
+            return Ok(());
+        }
+        if !self.build.options.quiet {
+            let plural = if triggers.len() == 1 { "" } else { "s" };
+            self.build.say(&format!(
+                "-- Executing {} build trigger{plural}",
+                triggers.len()
+            ));
+        }
+        let from_text = std::mem::take(&mut self.text);
+        for trigger in &triggers {
+            self.text = format!("ONBUILD {trigger}");
+            let instruction = parse_trigger(trigger).map_err(|reason| {
+                self.failure(format!(
+                    "the base image's ONBUILD trigger {trigger:?} is invalid: {reason}"
+                ))
+            })?;
+            if !self.build.options.quiet {
+                self.build.say(&format!("-- Trigger : {trigger}"));
+            }
+            self.instruction(&instruction, done)
+                .map_err(|err| self.wrap(err))?;
+        }
+        self.text = from_text;
+        Ok(())
+    }
+
     /// ARGs declared before the first FROM, with `--build-arg` values.
     fn global_args(&self) -> BTreeMap<String, String> {
         let mut vars = BTreeMap::new();
@@ -383,10 +426,14 @@ impl StageRun<'_, '_> {
             InstructionKind::RootPivot(word) => {
                 self.result.rootpivot = Some(self.expand(word)?);
             }
+            InstructionKind::Onbuild(trigger) => {
+                self.container_config()
+                    .on_build
+                    .get_or_insert_with(Vec::new)
+                    .push(trigger.text.clone());
+            }
             // SHELL is applied by the parser to the commands that follow.
-            // NOTE: ONBUILD triggers are not stored in the image, so images
-            // built FROM this one do not run them.
-            InstructionKind::Shell(_) | InstructionKind::Onbuild(_) => {}
+            InstructionKind::Shell(_) => {}
             InstructionKind::Run(_)
             | InstructionKind::Add(_)
             | InstructionKind::Copy(_)
@@ -785,6 +832,27 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// Returns the argv of a RUN step. A shell-form command that is only a
 /// heredoc (`RUN <<EOF`) runs the heredoc's body as the script; otherwise
 /// heredocs are appended to the text so the shell feeds them to the command.
+/// Parses a stored `ONBUILD` trigger, such as `RUN make`, into the
+/// instruction it registers, with the parser's checks for that instruction.
+fn parse_trigger(trigger: &str) -> Result<Instruction, String> {
+    let text = format!("FROM scratch\n{trigger}\n");
+    let file = crate::cblockfile::parse("ONBUILD trigger", text.as_bytes())
+        .map_err(|err| err.to_string())?;
+    let mut instructions = file
+        .stages
+        .into_iter()
+        .next()
+        .map(|stage| stage.instructions)
+        .unwrap_or_default();
+    if instructions.len() != 1 {
+        return Err(format!(
+            "it holds {} instructions instead of one",
+            instructions.len()
+        ));
+    }
+    Ok(instructions.remove(0))
+}
+
 fn run_argv(run: &Run) -> Vec<String> {
     let Command::Shell(text) = &run.command.command else {
         return run.command.argv.clone();

@@ -177,6 +177,10 @@ pub struct ContainerConfig {
     /// Docker's extension, kept so that `HEALTHCHECK` survives a round trip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Healthcheck>,
+    /// Docker's extension: the `ONBUILD` triggers, as instruction text, that
+    /// a build running `FROM` this image executes first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_build: Option<Vec<String>>,
 }
 
 /// The `{}` value of the `ExposedPorts` and `Volumes` maps.
