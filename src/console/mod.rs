@@ -19,6 +19,7 @@
 mod logfile;
 mod payload;
 mod ring;
+mod starter;
 mod supervisor;
 
 use std::fs;

@@ -19,17 +19,34 @@ pub struct Started {
     pub pid: i32,
     /// The terminal's name, for listings.
     pub tty: String,
-    /// Waits for the payload to end, cleans up after it and returns its exit
-    /// status (128 plus the signal number for a killed process).
-    pub wait: Box<dyn FnOnce() -> i32 + Send>,
 }
 
 /// Something the supervisor can start on a terminal.
 pub trait Payload: Send + Sync {
     /// Starts the payload on a terminal of `window` size, in a session of its
     /// own with the terminal as its controlling terminal. The size is set
-    /// before the payload can write anything.
+    /// before the payload can write anything. Runs in the supervisor's
+    /// starter process (see `starter`).
     fn start(&self, window: WindowSize) -> io::Result<Started>;
+
+    /// Waits for the started payload `pid`, a child of the calling process,
+    /// to end, cleans up after it and returns its exit status (128 plus
+    /// the signal number for a killed process).
+    fn wait(&self, pid: i32) -> i32;
+}
+
+/// Waits for child `pid` and returns its exit status, 128 plus the signal
+/// number for a killed process, or 255 when it cannot be waited for.
+fn wait_child(pid: i32) -> i32 {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, signal, _)) => return 128 + signal as i32,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return 255,
+        }
+    }
 }
 
 /// A plain host process run on a PTY, without isolation.
@@ -71,7 +88,7 @@ impl Payload for PlainProcess {
                 crate::platform::pty::make_controlling_terminal(0)
             });
         }
-        let mut child = command.spawn()?;
+        let child = command.spawn()?;
         // The command's copies of the slave close here, so reading the
         // master fails with EIO once the process and its children are done.
         drop(command);
@@ -80,20 +97,11 @@ impl Payload for PlainProcess {
             master,
             pid: child.id() as i32,
             tty: path.display().to_string(),
-            wait: Box::new(move || match child.wait() {
-                Ok(status) => exit_code(status),
-                Err(_) => 255,
-            }),
         })
     }
-}
 
-fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code,
-        (None, Some(signal)) => 128 + signal,
-        (None, None) => 255,
+    fn wait(&self, pid: i32) -> i32 {
+        wait_child(pid)
     }
 }
 
@@ -108,15 +116,12 @@ pub struct OciContainer {
 impl Payload for OciContainer {
     fn start(&self, window: WindowSize) -> io::Result<Started> {
         use crate::oci::runtime_spec::ConsoleSize;
-        use crate::runtime::{become_subreaper, ConsoleMode, Container, ContainerConfig};
+        use crate::runtime::{ConsoleMode, Container, ContainerConfig};
         let runtime_error = |step: &str| {
             let step = step.to_string();
             move |err: crate::runtime::Error| io::Error::other(format!("{step}: {err}"))
         };
 
-        // The container's process must become the supervisor's child for
-        // `Container::wait`.
-        become_subreaper().map_err(runtime_error("become a subreaper"))?;
         // The runtime opens the terminal with the window's size, so the
         // container starts at once with its final size already set.
         let console_size = (window.rows > 0 && window.cols > 0).then_some(ConsoleSize {
@@ -148,14 +153,17 @@ impl Payload for OciContainer {
             master,
             pid,
             tty: crate::platform::pty::slave_name(master_fd).unwrap_or_else(|_| "-".to_string()),
-            wait: Box::new(move || {
-                let code = container.wait().unwrap_or(255);
-                if let Err(err) = container.delete(true) {
-                    crate::log_error!(None, "failed to delete the container: {err}");
-                }
-                code
-            }),
         })
+    }
+
+    fn wait(&self, pid: i32) -> i32 {
+        let code = wait_child(pid);
+        let deleted = crate::runtime::Container::load(&self.runtime_root, &self.container_id)
+            .and_then(|container| container.delete(true));
+        if let Err(err) = deleted {
+            crate::log_error!(None, "failed to delete the container: {err}");
+        }
+        code
     }
 }
 

@@ -28,8 +28,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::logfile::{read_log, ConsoleLog};
-use super::payload::{self, Payload, Started};
+use super::payload::{self, Payload};
 use super::ring::Ring;
+use super::starter::{Launched, Starter};
 use super::{
     now_secs, read_json, write_json_runtime, Error, ExitRecord, InstanceConfig, SupervisorRequest,
     SupervisorResponse, SupervisorState, CONFIG_FILE, EXIT_FILE, SOCKET_FILE, STATE_FILE,
@@ -86,6 +87,8 @@ struct Shared {
     dir: PathBuf,
     config: InstanceConfig,
     payload: Box<dyn Payload>,
+    /// The process that starts the payload, until it did.
+    starter: Mutex<Option<Starter>>,
     /// The master side of the payload's terminal, once it started.
     master: OnceLock<File>,
     phase: Mutex<Phase>,
@@ -131,6 +134,10 @@ pub fn supervisor_main(args: &[String]) -> crate::Result<ExitCode> {
     // The supervisor inherits cblockd's blocked signals; it wants the
     // defaults (SIGTERM ends it) and an ignored SIGPIPE for vanished consoles.
     super::payload::reset_signals().map_err(|err| Error::io("reset signal handling", err))?;
+    // The payload's processes come back to the supervisor as its children
+    // when the starter that started them exits.
+    crate::runtime::become_subreaper()
+        .map_err(|err| Error::io("become a subreaper", io::Error::other(err.to_string())))?;
     // SAFETY: setting a signal to SIG_IGN installs no handler code.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 
@@ -205,9 +212,14 @@ fn setup(dir: &Path) -> crate::Result<(Arc<Shared>, UnixListener)> {
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
         .map_err(|err| Error::io(format!("restrict {}", socket.display()), err))?;
 
+    // Forked now, while this process has no other thread.
+    let payload = payload::from_spec(&config.payload);
+    let starter =
+        Starter::spawn(&*payload).map_err(|err| Error::io("fork the payload starter", err))?;
     let shared = Arc::new(Shared {
         dir: dir.to_path_buf(),
-        payload: payload::from_spec(&config.payload),
+        payload,
+        starter: Mutex::new(Some(starter)),
         inner: Mutex::new(Inner {
             ring: Ring::new(config.scrollback_bytes),
             subscribers: Vec::new(),
@@ -347,19 +359,16 @@ fn start(shared: &Arc<Shared>) {
         return;
     }
     let window = *lock(&shared.window);
-    let started = shared.payload.start(window).and_then(|started| {
+    let starter = lock(&shared.starter).take();
+    let started = match starter {
+        Some(starter) => starter.start(window),
+        None => Err(io::Error::other("the payload starter is gone")),
+    };
+    let started = started.and_then(|started| {
         let reader = File::from(started.master.try_clone()?);
         Ok((started, reader))
     });
-    let (
-        Started {
-            master,
-            pid,
-            tty,
-            wait,
-        },
-        reader,
-    ) = match started {
+    let (Launched { master, pid, tty }, reader) = match started {
         Ok(started) => started,
         Err(err) => {
             *phase = Phase::Ended;
@@ -397,7 +406,7 @@ fn start(shared: &Arc<Shared>) {
     let waiter = shared.clone();
     let spawned = thread::Builder::new()
         .name("payload-wait".into())
-        .spawn(move || wait_payload(&waiter, wait));
+        .spawn(move || wait_payload(&waiter, pid));
     if let Err(err) = spawned {
         log_error!(id(shared), "failed to start the wait thread: {err}");
     }
@@ -414,8 +423,8 @@ fn emit(shared: &Shared, text: &[u8]) {
     broadcast(shared, &mut inner, &chunk);
 }
 
-fn wait_payload(shared: &Arc<Shared>, wait: Box<dyn FnOnce() -> i32 + Send>) {
-    let code = wait();
+fn wait_payload(shared: &Arc<Shared>, pid: i32) {
+    let code = shared.payload.wait(pid);
     *lock(&shared.phase) = Phase::Ended;
 
     let deadline = Instant::now() + DRAIN_WAIT;
@@ -444,6 +453,11 @@ fn finish(shared: &Shared, code: i32) {
         log_error!(id(shared), "failed to record exit status {code}: {err}");
     }
     log_info!(id(shared), "payload exited with status {code}");
+    // A payload started with the supervisor can end before `serve` reports
+    // readiness; cblockd must still learn that it started.
+    if let Some(mut file) = lock(&shared.ready).take() {
+        drop(file.write_all(b"ok\n"));
+    }
 
     // Dropping the senders ends each writer thread once its queue is
     // drained; the writer then sends the exit status it finds here.
