@@ -160,6 +160,14 @@ impl Drop for Bundle {
             let _ = self.cli(&["delete", "--force", &id]);
         }
         let _ = fs::remove_dir_all(&self.dir);
+        // The parent cgroup of the tests' containers goes with the last
+        // test; while others still use it, the kernel rejects the rmdir.
+        if let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") {
+            for hierarchy in hierarchies.flatten() {
+                let _ = fs::remove_dir(hierarchy.path().join("cblock-test"));
+            }
+        }
+        let _ = fs::remove_dir("/sys/fs/cgroup/cblock-test");
     }
 }
 
