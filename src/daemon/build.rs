@@ -37,9 +37,9 @@ pub enum Started {
     Cached(Vec<u8>),
 }
 
-/// Receives the context that follows `request` on `conn`, then answers the
-/// build from the cache when the client accepts that and every step is a
-/// hit, else creates the build instance and starts it. On failure nothing
+/// Receives the context that follows `request` on `conn`. Builds from the
+/// cache alone when the client accepts that and every step is a hit, else
+/// creates the build instance and starts it. On failure nothing
 /// of the build is left: no context, job or instance directory.
 pub fn start(
     daemon: &Arc<Daemon>,
