@@ -1268,7 +1268,7 @@ mod daemon_builds {
         );
     }
 
-    // ---- rebuilds answered from the cache ---------------------------------
+    // ---- rebuilds built from the cache alone -------------------------------
 
     /// What cblockd sent back for a build request made without the client.
     struct RawBuild {

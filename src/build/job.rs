@@ -49,7 +49,7 @@ pub fn run(job: &Job) -> crate::Result<String> {
         state_root: PathBuf::from(crate::runtime::DEFAULT_ROOT),
         runtime_exe: None,
     };
-    let result = run_inner(job, &runner, false, &output);
+    let result = run_inner(job, None, &runner, false, &output);
     if job.remove_context {
         let _ = std::fs::remove_dir_all(&job.context_dir);
     }
@@ -67,17 +67,18 @@ pub struct Cached {
     pub output: Vec<u8>,
 }
 
-/// Runs `job` from the build cache alone, in this process: it mounts,
-/// downloads and runs nothing, and collects the output that `run` prints.
+/// Runs `job` from the build cache alone, in this process, against `store`
+/// (the store in `job.data_dir`, already open): it mounts, downloads and
+/// runs nothing, and collects the output that `run` prints.
 /// Stops with `build::Error::CacheMiss` at the first step the cache does
 /// not have, before the image is tagged, so that the caller can run the
 /// job in full; any other error is the one the full run meets too. Leaves
 /// the context in place.
-pub fn run_cached(job: &Job) -> crate::Result<Cached> {
+pub fn run_cached(job: &Job, store: &Store) -> crate::Result<Cached> {
     let started = Instant::now();
     let buffer = SharedBuffer::default();
     let output: Output = Mutex::new(Box::new(buffer.clone()));
-    let built = run_inner(job, &NoRunner, true, &output)?;
+    let built = run_inner(job, Some(store), &NoRunner, true, &output)?;
     drop(output);
     let mut output = buffer.take();
     output.extend_from_slice(last_line(job, &built, started).as_bytes());
@@ -102,14 +103,24 @@ fn last_line(job: &Job, built: &super::Built, started: Instant) -> String {
     )
 }
 
+/// Runs the build against `store`, or against the store in `job.data_dir`
+/// opened after the file is parsed.
 fn run_inner(
     job: &Job,
+    store: Option<&Store>,
     runner: &dyn StepRunner,
     cache_only: bool,
     output: &Output,
 ) -> crate::Result<super::Built> {
     let file = crate::cblockfile::parse(&job.file_name, job.file_text.as_bytes())?;
-    let store = Store::open_or_create(&job.data_dir)?;
+    let opened;
+    let store = match store {
+        Some(store) => store,
+        None => {
+            opened = Store::open_or_create(&job.data_dir)?;
+            &opened
+        }
+    };
     let names = job
         .names
         .iter()
@@ -132,7 +143,7 @@ fn run_inner(
         cache_only,
     };
     Ok(super::build(
-        &store,
+        store,
         runner,
         &file,
         &job.context_dir,

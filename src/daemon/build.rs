@@ -77,7 +77,7 @@ pub fn start(
     };
 
     if request.accept_cached && !request.no_cache {
-        if let Some(output) = build_from_cache(&job) {
+        if let Some(output) = build_from_cache(daemon, &job) {
             let _ = std::fs::remove_dir_all(&context_dir);
             return Ok(Started::Cached(output));
         }
@@ -126,8 +126,8 @@ fn create_context_dir(daemon: &Daemon) -> Result<(String, PathBuf), Error> {
 /// output, or `None` when a step misses the cache or the build fails. The
 /// full build then runs and reports any error, so that a failing build
 /// prints the same message on either path.
-fn build_from_cache(job: &Job) -> Option<Vec<u8>> {
-    match job::run_cached(job) {
+fn build_from_cache(daemon: &Daemon, job: &Job) -> Option<Vec<u8>> {
+    match job::run_cached(job, &daemon.images) {
         Ok(cached) => {
             log_info!(
                 Some(&job.id),
