@@ -392,6 +392,73 @@ CMD [\"--serve\"]
     }
 
     #[test]
+    fn cache_only_build_stops_at_miss() {
+        let setup = Setup::new("cache-only", DriverKind::Overlay);
+        setup.write("a.txt", "one");
+        let text = "FROM scratch\nCOPY a.txt /a.txt\nENV X=1\n";
+        let cache_only = || Options {
+            cache_only: true,
+            ..Options::default()
+        };
+
+        // Nothing cached yet: the COPY misses, and nothing is tagged,
+        // mounted or left in the build's scratch space.
+        let (missed, output) = setup.build(text, "only", cache_only());
+        match missed {
+            Err(build::Error::CacheMiss { step, text }) => {
+                assert_eq!(step, 2);
+                assert_eq!(text, "COPY a.txt /a.txt");
+            }
+            other => panic!("expected a cache miss, got {other:?}"),
+        }
+        assert!(!output.contains("Using cache"), "{output}");
+        assert!(
+            setup.store.resolve("only").is_err(),
+            "the miss tagged an image"
+        );
+        assert!(setup.store.images().unwrap().is_empty());
+        let data = setup.dir.0.join("data");
+        assert!(crate::common::mounts_below(&data).is_empty());
+        let builds: Vec<_> = fs::read_dir(data.join("builds"))
+            .map(|dir| dir.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(builds.is_empty(), "build leftovers: {builds:?}");
+
+        let (full, full_output) = setup.build(text, "only", Options::default());
+        let full = full.unwrap();
+        let (cached, cached_output) = setup.build(text, "only", cache_only());
+        let cached = cached.unwrap();
+        assert_eq!(cached.image.id, full.image.id);
+        assert_eq!(cached.cached_steps, 1);
+        assert_eq!(cached.executed_steps, 0);
+        assert!(
+            cached_output.contains(" ---> Using cache"),
+            "{cached_output}"
+        );
+        assert_eq!(
+            cached_output
+                .lines()
+                .filter(|line| line.starts_with("-- Step"))
+                .count(),
+            full_output
+                .lines()
+                .filter(|line| line.starts_with("-- Step"))
+                .count()
+        );
+
+        // --no-cache in a cache-only build misses at the first step.
+        let no_cache = Options {
+            no_cache: true,
+            ..cache_only()
+        };
+        let (bypassed, _) = setup.build(text, "only", no_cache);
+        assert!(
+            matches!(bypassed, Err(build::Error::CacheMiss { step: 2, .. })),
+            "{bypassed:?}"
+        );
+    }
+
+    #[test]
     fn build_multi_stage_skips_and_copies_from() {
         let setup = Setup::new("build-stages", DriverKind::Vfs);
         setup.write("one.txt", "first stage");
