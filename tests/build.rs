@@ -446,7 +446,7 @@ CMD [\"--serve\"]
                 .count()
         );
 
-        // --no-cache in a cache-only build misses at the first step.
+        // With --no-cache, a cache-only build misses at its first lookup.
         let no_cache = Options {
             no_cache: true,
             ..cache_only()
@@ -624,6 +624,22 @@ COPY --from=1 /out/two.txt /result/
                 super::BODY
             );
         });
+
+        // A cache-only build fetches no URL, even one whose layer is
+        // cached (`/hang` would hold a fetch for 30 seconds).
+        for path in ["file.txt", "hang"] {
+            let text = format!("FROM scratch\nADD {base}/{path} /downloads/\n");
+            let cache_only = Options {
+                cache_only: true,
+                ..Options::default()
+            };
+            let (result, output) = setup.build(&text, "fetched", cache_only);
+            assert!(
+                matches!(result, Err(build::Error::CacheMiss { step: 2, .. })),
+                "{result:?}"
+            );
+            assert!(!output.contains("Fetching"), "{output}");
+        }
 
         let text = format!(
             "FROM scratch\nADD --checksum=sha256:{} {base}/file.txt /x\n",

@@ -27,10 +27,11 @@ const JOB_FILE: &str = "build-job.json";
 /// Signal that `instances --stop` sends to a build first.
 const BUILD_STOP_SIGNAL: i32 = libc::SIGTERM;
 
-/// How cblockd handles a build request.
+/// The outcome of a build request in cblockd.
 #[derive(Debug)]
 pub enum Started {
-    /// The build runs as this instance; the client attaches to its console.
+    /// The build runs as this instance, and the client attaches to its
+    /// console.
     Instance(String),
     /// Every step came from the build cache and the image is tagged: the
     /// build's output, ready to send.
@@ -39,8 +40,8 @@ pub enum Started {
 
 /// Receives the context that follows `request` on `conn`. Builds from the
 /// cache alone when the client accepts that and every step is a hit, else
-/// creates the build instance and starts it. On failure nothing
-/// of the build is left: no context, job or instance directory.
+/// creates the build instance and starts it. On failure nothing of the
+/// build is left: no context, job or instance directory.
 pub fn start(
     daemon: &Arc<Daemon>,
     conn: &mut UnixStream,
@@ -50,13 +51,16 @@ pub fn start(
     let entries = match receive_context(conn, &context_dir) {
         Ok(entries) => entries,
         Err(err) => {
-            log_error!(None, "failed to receive a build context: {err}");
+            log_error!(
+                Some(&context_id),
+                "failed to receive a build context: {err}"
+            );
             let _ = std::fs::remove_dir_all(&context_dir);
             return Err(err);
         }
     };
     log_info!(
-        None,
+        Some(&context_id),
         "received a build context of {entries} entries for {:?}",
         request.names
     );
@@ -163,7 +167,7 @@ fn start_instance(
     mut job: Job,
 ) -> Result<String, Error> {
     let (id, dir) = daemon.store.allocate()?;
-    job.id = id.clone();
+    let context_id = std::mem::replace(&mut job.id, id.clone());
     let result = (|| {
         let job_path = dir.join(JOB_FILE);
         job::write(&job, &job_path).map_err(|err| Error::Invalid(err.to_string()))?;
@@ -208,7 +212,11 @@ fn start_instance(
         }
         return Err(err);
     }
-    log_info!(Some(&id), "started a build of {:?}", request.names);
+    log_info!(
+        Some(&id),
+        "started a build of {:?} with context {context_id}",
+        request.names
+    );
     Ok(id)
 }
 
