@@ -169,7 +169,8 @@ pub fn run(globals: &Globals, args: Args) -> crate::Result<ExitCode> {
 
 /// Sends the build to cblockd with its context, then attaches to the
 /// build's console until it ends (its exit status is the client's) or the
-/// user detaches.
+/// user detaches. When cblockd builds from the cache alone there is no
+/// console: the client prints the output it gets back.
 fn build_with_daemon(globals: &Globals, args: &Args, file: &Cblockfile) -> crate::Result<ExitCode> {
     use super::console::{self, Session};
     use crate::daemon::protocol::{
