@@ -131,7 +131,19 @@ fn create_context_dir(daemon: &Daemon) -> Result<(String, PathBuf), Error> {
 /// full build then runs and reports any error, so that a failing build
 /// prints the same message on either path.
 fn build_from_cache(daemon: &Daemon, job: &Job) -> Option<Vec<u8>> {
-    match job::run_cached(job, &daemon.images) {
+    // A panic here must not leave the context behind, so it counts as a
+    // failure and the build process gets the request.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        job::run_cached(job, &daemon.images)
+    }));
+    let Ok(result) = outcome else {
+        log_error!(
+            Some(&job.id),
+            "the build from the cache alone panicked; starting a build process"
+        );
+        return None;
+    };
+    match result {
         Ok(cached) => {
             log_info!(
                 Some(&job.id),
