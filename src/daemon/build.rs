@@ -130,6 +130,10 @@ fn create_context_dir(daemon: &Daemon) -> Result<(String, PathBuf), Error> {
 /// output, or `None` when a step misses the cache or the build fails. The
 /// full build then runs and reports any error, so that a failing build
 /// prints the same message on either path.
+///
+/// NOTE: on a miss the build process repeats the lookups made here,
+/// including the digest of every ADD or COPY source before the miss, so a
+/// large context that misses after its COPY is read twice.
 fn build_from_cache(daemon: &Daemon, job: &Job) -> Option<Vec<u8>> {
     // A panic here must not leave the context behind, so it counts as a
     // failure and the build process gets the request.
