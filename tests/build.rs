@@ -1351,6 +1351,33 @@ mod daemon_builds {
         );
     }
 
+    #[test]
+    fn daemon_rejects_stray_context_frame() {
+        let daemon = Daemon::start("frame");
+        let mut stream = UnixStream::connect(daemon.socket()).unwrap();
+        let request = Request::Build(Box::new(BuildRequest {
+            file_name: "Cblockfile".into(),
+            file_text: "FROM busybox\n".into(),
+            names: vec!["stray:latest".into()],
+            network: "host".into(),
+            accept_cached: true,
+            ..Default::default()
+        }));
+        proto::write_json(&mut stream, Kind::Request, &request).unwrap();
+        let _ = proto::write_frame(&mut stream, Kind::Stdin, b"not a tar stream");
+        let response = proto::read_json::<_, proto::Response>(&mut stream, Kind::Response);
+        let message = format!("{response:?}");
+        assert!(
+            message.contains("unexpected Stdin frame while receiving the build context"),
+            "{message}"
+        );
+        assert_eq!(instance_count(&daemon), 0, "an instance was left");
+        let builds: Vec<_> = fs::read_dir(daemon.dir.join("data/builds"))
+            .map(|dir| dir.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(builds.is_empty(), "build leftovers: {builds:?}");
+    }
+
     // ---- rebuilds built from the cache alone -------------------------------
 
     /// What cblockd sent back for a build request made without the client.

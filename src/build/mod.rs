@@ -284,11 +284,16 @@ pub fn build(
         total_steps += 1 + file.stages[index].instructions.len();
     }
 
+    // A cache-only build writes to its work directory only for heredoc
+    // sources, which create it, so a no-change rebuild creates and removes
+    // no directory here.
     let work_dir = store.data_dir().join("builds").join(build_id);
-    std::fs::create_dir_all(&work_dir).map_err(|source| Error::Io {
-        path: work_dir.clone(),
-        source,
-    })?;
+    if !options.cache_only {
+        std::fs::create_dir_all(&work_dir).map_err(|source| Error::Io {
+            path: work_dir.clone(),
+            source,
+        })?;
+    }
     let build = Build {
         store,
         runner,

@@ -238,56 +238,71 @@ fn start_instance(
 
 /// Reads `Data` frames up to `Eof` and extracts them as a tar stream into
 /// `dest` with the same checks as image layers, so a hostile context can
-/// write nothing outside it. Returns the number of entries.
+/// write nothing outside it. Returns the number of entries. The frames are
+/// read up to `Eof` even when the tar stream is invalid, so that the error
+/// reaches the client as a response.
 fn receive_context(conn: &mut UnixStream, dest: &Path) -> Result<u64, Error> {
-    let (mut reader, mut writer) = io::pipe().map_err(|source| Error::Io {
-        context: "create a pipe for the build context".into(),
-        source,
+    let mut reader = ContextReader {
+        conn,
+        frame: Vec::new(),
+        offset: 0,
+        ended: false,
+        error: None,
+    };
+    let options = crate::storage::ExtractOptions::default();
+    let extracted = crate::storage::extract(&mut reader, dest, &options);
+    let _ = io::copy(&mut reader, &mut io::sink());
+    if let Some(err) = reader.error {
+        return Err(err);
+    }
+    let summary = extracted.map_err(|err| {
+        Error::Invalid(format!(
+            "the build context is not a valid tar stream: {err}"
+        ))
     })?;
+    Ok(summary.entries)
+}
 
-    std::thread::scope(|scope| {
-        let extractor = std::thread::Builder::new()
-            .name("build-context".into())
-            .spawn_scoped(scope, move || {
-                let options = crate::storage::ExtractOptions::default();
-                let result = crate::storage::extract(&mut reader, dest, &options);
-                let _ = io::copy(&mut reader, &mut io::sink());
-                result
-            })
-            .map_err(|source| Error::Io {
-                context: "start the context extraction thread".into(),
-                source,
-            })?;
+/// The payloads of `Data` frames up to `Eof`, read as one byte stream.
+struct ContextReader<'a> {
+    conn: &'a mut UnixStream,
+    frame: Vec<u8>,
+    /// Bytes of `frame` already read.
+    offset: usize,
+    ended: bool,
+    /// The first error of the connection or of the framing. It ends the
+    /// stream, and `receive_context` returns it ahead of the tar error it
+    /// causes.
+    error: Option<Error>,
+}
 
-        let copied = (|| loop {
-            let frame = proto::read_frame(conn)?;
-            match frame.kind {
-                Kind::Data => {
-                    io::Write::write_all(&mut writer, &frame.payload).map_err(|source| {
-                        Error::Io {
-                            context: "pass on the build context".into(),
-                            source,
-                        }
-                    })?
+impl io::Read for ContextReader<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        while self.offset == self.frame.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            if self.error.is_some() {
+                return Err(io::Error::other("receiving the build context failed"));
+            }
+            match proto::read_frame(self.conn) {
+                Ok(frame) if frame.kind == Kind::Data => {
+                    self.frame = frame.payload;
+                    self.offset = 0;
                 }
-                Kind::Eof => return Ok(()),
-                other => {
-                    return Err(Error::Invalid(format!(
-                        "unexpected {other:?} frame while receiving the build context"
+                Ok(frame) if frame.kind == Kind::Eof => self.ended = true,
+                Ok(frame) => {
+                    self.error = Some(Error::Invalid(format!(
+                        "unexpected {:?} frame while receiving the build context",
+                        frame.kind
                     )))
                 }
+                Err(err) => self.error = Some(err.into()),
             }
-        })();
-        drop(writer);
-        let extracted = extractor
-            .join()
-            .expect("the context extraction thread panicked");
-        copied?;
-        let summary = extracted.map_err(|err| {
-            Error::Invalid(format!(
-                "the build context is not a valid tar stream: {err}"
-            ))
-        })?;
-        Ok(summary.entries)
-    })
+        }
+        let count = buffer.len().min(self.frame.len() - self.offset);
+        buffer[..count].copy_from_slice(&self.frame[self.offset..self.offset + count]);
+        self.offset += count;
+        Ok(count)
+    }
 }
