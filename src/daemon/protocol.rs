@@ -372,10 +372,10 @@ pub struct BuildRequest {
     /// Whether the client attaches to the build's console right away.
     pub attach: bool,
     pub window: WindowSize,
-    /// Whether the client accepts the answer of a build whose every step
-    /// is in the build cache: a `Streaming` response, the build's output in
-    /// `Output` frames and an `Exit` frame, with no build instance. Absent
-    /// (false) from older clients, which always get `Launched`.
+    /// Whether the client accepts the response to a build whose every step
+    /// is in the build cache: `Streaming`, the build's output in `Output`
+    /// frames and an `Exit` frame, with no build instance. Absent (false)
+    /// from older clients, which always get `Launched`.
     #[serde(default)]
     pub accept_cached: bool,
 }
