@@ -392,6 +392,73 @@ CMD [\"--serve\"]
     }
 
     #[test]
+    fn cache_only_build_stops_at_miss() {
+        let setup = Setup::new("cache-only", DriverKind::Overlay);
+        setup.write("a.txt", "one");
+        let text = "FROM scratch\nCOPY a.txt /a.txt\nENV X=1\n";
+        let cache_only = || Options {
+            cache_only: true,
+            ..Options::default()
+        };
+
+        // Nothing cached yet: the COPY misses, and nothing is tagged,
+        // mounted or left in the build's scratch space.
+        let (missed, output) = setup.build(text, "only", cache_only());
+        match missed {
+            Err(build::Error::CacheMiss { step, text }) => {
+                assert_eq!(step, 2);
+                assert_eq!(text, "COPY a.txt /a.txt");
+            }
+            other => panic!("expected a cache miss, got {other:?}"),
+        }
+        assert!(!output.contains("Using cache"), "{output}");
+        assert!(
+            setup.store.resolve("only").is_err(),
+            "the miss tagged an image"
+        );
+        assert!(setup.store.images().unwrap().is_empty());
+        let data = setup.dir.0.join("data");
+        assert!(crate::common::mounts_below(&data).is_empty());
+        let builds: Vec<_> = fs::read_dir(data.join("builds"))
+            .map(|dir| dir.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(builds.is_empty(), "build leftovers: {builds:?}");
+
+        let (full, full_output) = setup.build(text, "only", Options::default());
+        let full = full.unwrap();
+        let (cached, cached_output) = setup.build(text, "only", cache_only());
+        let cached = cached.unwrap();
+        assert_eq!(cached.image.id, full.image.id);
+        assert_eq!(cached.cached_steps, 1);
+        assert_eq!(cached.executed_steps, 0);
+        assert!(
+            cached_output.contains(" ---> Using cache"),
+            "{cached_output}"
+        );
+        assert_eq!(
+            cached_output
+                .lines()
+                .filter(|line| line.starts_with("-- Step"))
+                .count(),
+            full_output
+                .lines()
+                .filter(|line| line.starts_with("-- Step"))
+                .count()
+        );
+
+        // With --no-cache, a cache-only build misses at its first lookup.
+        let no_cache = Options {
+            no_cache: true,
+            ..cache_only()
+        };
+        let (bypassed, _) = setup.build(text, "only", no_cache);
+        assert!(
+            matches!(bypassed, Err(build::Error::CacheMiss { step: 2, .. })),
+            "{bypassed:?}"
+        );
+    }
+
+    #[test]
     fn build_multi_stage_skips_and_copies_from() {
         let setup = Setup::new("build-stages", DriverKind::Vfs);
         setup.write("one.txt", "first stage");
@@ -632,6 +699,22 @@ COPY --from=one /t.txt /one.txt
                 super::BODY
             );
         });
+
+        // A cache-only build fetches no URL, even one whose layer is
+        // cached (`/hang` would hold a fetch for 30 seconds).
+        for path in ["file.txt", "hang"] {
+            let text = format!("FROM scratch\nADD {base}/{path} /downloads/\n");
+            let cache_only = Options {
+                cache_only: true,
+                ..Options::default()
+            };
+            let (result, output) = setup.build(&text, "fetched", cache_only);
+            assert!(
+                matches!(result, Err(build::Error::CacheMiss { step: 2, .. })),
+                "{result:?}"
+            );
+            assert!(!output.contains("Fetching"), "{output}");
+        }
 
         let text = format!(
             "FROM scratch\nADD --checksum=sha256:{} {base}/file.txt /x\n",
@@ -1341,5 +1424,343 @@ mod daemon_builds {
             "",
             "an instance was left"
         );
+    }
+
+    #[test]
+    fn daemon_rejects_stray_context_frame() {
+        let daemon = Daemon::start("frame");
+        let mut stream = UnixStream::connect(daemon.socket()).unwrap();
+        let request = Request::Build(Box::new(BuildRequest {
+            file_name: "Cblockfile".into(),
+            file_text: "FROM busybox\n".into(),
+            names: vec!["stray:latest".into()],
+            network: "host".into(),
+            accept_cached: true,
+            ..Default::default()
+        }));
+        proto::write_json(&mut stream, Kind::Request, &request).unwrap();
+        let _ = proto::write_frame(&mut stream, Kind::Stdin, b"not a tar stream");
+        let response = proto::read_json::<_, proto::Response>(&mut stream, Kind::Response);
+        let message = format!("{response:?}");
+        assert!(
+            message.contains("unexpected Stdin frame while receiving the build context"),
+            "{message}"
+        );
+        assert_eq!(instance_count(&daemon), 0, "an instance was left");
+        let builds: Vec<_> = fs::read_dir(daemon.dir.join("data/builds"))
+            .map(|dir| dir.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(builds.is_empty(), "build leftovers: {builds:?}");
+    }
+
+    // ---- rebuilds built from the cache alone -------------------------------
+
+    /// What cblockd sent back for a build request made without the client.
+    struct RawBuild {
+        /// `Launched` for a build process, `Streaming` for a build from the
+        /// cache alone, or the error message.
+        response: Result<proto::Response, String>,
+        /// The output frames, with the terminal's carriage returns removed.
+        output: String,
+        status: Option<i32>,
+    }
+
+    /// Sends a build request with `names` for `context` the way the client
+    /// does, and collects everything that comes back until the exit status.
+    fn raw_build(daemon: &Daemon, context: &Path, names: &[&str], accept_cached: bool) -> RawBuild {
+        let mut tar = Vec::new();
+        let patterns = cblocks::cblockfile::ignore::Patterns::load(context).unwrap();
+        cblocks::build::context::pack(context, &patterns, &mut tar, &mut |_| {}).unwrap();
+
+        let mut stream = UnixStream::connect(daemon.socket()).unwrap();
+        let request = Request::Build(Box::new(BuildRequest {
+            // The name the client gives when it runs in the context with `.`.
+            file_name: "./Cblockfile".into(),
+            file_text: fs::read_to_string(context.join("Cblockfile")).unwrap(),
+            names: names.iter().map(|name| name.to_string()).collect(),
+            network: "host".into(),
+            attach: true,
+            accept_cached,
+            ..Default::default()
+        }));
+        proto::write_json(&mut stream, Kind::Request, &request).unwrap();
+        for chunk in tar.chunks(proto::MAX_CHUNK) {
+            proto::write_frame(&mut stream, Kind::Data, chunk).unwrap();
+        }
+        proto::write_frame(&mut stream, Kind::Eof, &[]).unwrap();
+        let response = proto::read_json::<_, proto::Response>(&mut stream, Kind::Response)
+            .map_err(|err| err.to_string());
+
+        let mut output = Vec::new();
+        let mut status = None;
+        if response.is_ok() {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(60)))
+                .unwrap();
+            while let Ok(frame) = proto::read_frame(&mut stream) {
+                match frame.kind {
+                    Kind::Output => output.extend_from_slice(&frame.payload),
+                    Kind::Exit => {
+                        status = proto::parse_exit(&frame.payload);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        RawBuild {
+            response,
+            output: String::from_utf8_lossy(&output).replace('\r', ""),
+            status,
+        }
+    }
+
+    /// Returns the build output lines that do not change from run to run:
+    /// all but the summary with its time.
+    fn stable_lines(output: &str) -> Vec<String> {
+        output
+            .replace('\r', "")
+            .lines()
+            .filter(|line| !line.starts_with("-- Build finished in "))
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn instance_count(daemon: &Daemon) -> usize {
+        let listed = daemon.cblock(&daemon.dir, &["instances", "-a", "-q"]);
+        assert!(listed.status.success(), "{}", text(&listed));
+        String::from_utf8_lossy(&listed.stdout).lines().count()
+    }
+
+    fn image_id(daemon: &Daemon, name: &str) -> String {
+        let store = cblocks::image::Store::open_or_create(&daemon.dir.join("data")).unwrap();
+        store.resolve(name).unwrap().id
+    }
+
+    const COPY_AND_RUN: &str =
+        "FROM busybox\nENV GREETING=hello\nCOPY data.txt /data.txt\nRUN cp /data.txt /copy.txt\nCMD [\"/bin/cat\", \"/copy.txt\"]\n";
+
+    #[test]
+    fn cached_rebuild_starts_no_instance() {
+        let daemon = Daemon::start("cached");
+        let context = daemon.context("app", COPY_AND_RUN);
+        fs::write(context.join("data.txt"), "one\n").unwrap();
+        let first = daemon.cblock(&context, &["build", "-n", "app", "."]);
+        assert!(first.status.success(), "{}", text(&first));
+        assert_eq!(instance_count(&daemon), 1);
+
+        // The build process's output for a rebuild with every step cached,
+        // from its log (see the note at `failing_build_same_error_both_paths`).
+        let slow = launched_id(&raw_build(&daemon, &context, &["app:latest"], false));
+        let (slow_log, slow_row) = finished_build(&daemon, &slow);
+        assert!(slow_row.ends_with("exited(0)"), "{slow_row}");
+        assert_eq!(instance_count(&daemon), 2);
+
+        let fast = daemon.cblock(&context, &["build", "-n", "app", "."]);
+        let stdout = String::from_utf8_lossy(&fast.stdout).into_owned();
+        assert!(fast.status.success(), "{}", text(&fast));
+        assert_eq!(
+            instance_count(&daemon),
+            2,
+            "the rebuild started an instance"
+        );
+        assert_eq!(stable_lines(&stdout), stable_lines(&slow_log));
+        assert!(
+            stdout.contains("-- Step 4/5 : RUN cp /data.txt /copy.txt\n ---> Using cache\n"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("-- Tagged app:latest\n"), "{stdout}");
+        assert!(
+            stdout.contains(": 0 steps run, 2 from the cache\n"),
+            "{stdout}"
+        );
+        let log = fs::read_to_string(daemon.dir.join("cblockd.log")).unwrap();
+        assert!(log.contains("from the build cache alone"), "{log}");
+
+        // -q prints the image ID alone, the ID the full build made.
+        let quiet = daemon.cblock(&context, &["build", "-q", "-n", "app", "."]);
+        assert!(quiet.status.success(), "{}", text(&quiet));
+        assert_eq!(
+            String::from_utf8_lossy(&quiet.stdout),
+            format!("{}\n", image_id(&daemon, "app:latest"))
+        );
+        assert_eq!(String::from_utf8_lossy(&quiet.stderr), "");
+        assert_eq!(instance_count(&daemon), 2);
+
+        // Every name of the request is tagged.
+        let named = raw_build(&daemon, &context, &["app:v2", "other:latest"], true);
+        assert_eq!(
+            named.response.as_ref().ok(),
+            Some(&proto::Response::Streaming)
+        );
+        assert_eq!(named.status, Some(0), "{}", named.output);
+        assert!(
+            named.output.contains("-- Tagged app:v2\n"),
+            "{}",
+            named.output
+        );
+        assert!(
+            named.output.contains("-- Tagged other:latest\n"),
+            "{}",
+            named.output
+        );
+        let id = image_id(&daemon, "app:latest");
+        assert_eq!(image_id(&daemon, "app:v2"), id);
+        assert_eq!(image_id(&daemon, "other:latest"), id);
+        assert_eq!(instance_count(&daemon), 2);
+
+        let builds: Vec<_> = fs::read_dir(daemon.dir.join("data/builds"))
+            .map(|dir| dir.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(builds.is_empty(), "build leftovers: {builds:?}");
+    }
+
+    #[test]
+    fn changed_context_rebuilds_from_copy() {
+        let daemon = Daemon::start("changed");
+        let context = daemon.context("app", COPY_AND_RUN);
+        fs::write(context.join("data.txt"), "one\n").unwrap();
+        let first = daemon.cblock(&context, &["build", "-n", "app", "."]);
+        assert!(first.status.success(), "{}", text(&first));
+        let old_id = image_id(&daemon, "app:latest");
+
+        fs::write(context.join("data.txt"), "two\n").unwrap();
+        let changed = daemon.cblock(&context, &["build", "-n", "app", "."]);
+        let stdout = String::from_utf8_lossy(&changed.stdout).replace('\r', "");
+        assert!(changed.status.success(), "{}", text(&changed));
+        assert_eq!(
+            instance_count(&daemon),
+            2,
+            "the changed build ran in an instance"
+        );
+        assert!(
+            stdout.contains("-- Step 3/5 : COPY data.txt /data.txt\n-- Step 4/5"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(": 2 steps run, 0 from the cache"),
+            "{stdout}"
+        );
+        assert_ne!(image_id(&daemon, "app:latest"), old_id);
+
+        // --no-cache runs every step again, even with nothing changed.
+        let no_cache = daemon.cblock(&context, &["build", "--no-cache", "-n", "app", "."]);
+        let stdout = String::from_utf8_lossy(&no_cache.stdout).replace('\r', "");
+        assert!(no_cache.status.success(), "{}", text(&no_cache));
+        assert_eq!(instance_count(&daemon), 3, "--no-cache took the cache path");
+        assert!(!stdout.contains("Using cache"), "{stdout}");
+        assert!(
+            stdout.contains(": 2 steps run, 0 from the cache"),
+            "{stdout}"
+        );
+    }
+
+    #[test]
+    fn cached_multi_stage_mounts_nothing() {
+        let daemon = Daemon::start("stages");
+        let context = daemon.context(
+            "stages",
+            "FROM busybox AS one\nRUN echo from-one > /x\nFROM busybox\nCOPY --from=one /x /y\n",
+        );
+        let first = daemon.cblock(&context, &["build", "-n", "two", "."]);
+        assert!(first.status.success(), "{}", text(&first));
+
+        let again = daemon.cblock(&context, &["build", "-n", "two", "."]);
+        let stdout = String::from_utf8_lossy(&again.stdout).into_owned();
+        assert!(again.status.success(), "{}", text(&again));
+        assert_eq!(
+            instance_count(&daemon),
+            1,
+            "the rebuild started an instance"
+        );
+        assert!(
+            stdout.contains("-- Step 4/4 : COPY --from=one /x /y\n ---> Using cache\n"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(": 0 steps run, 2 from the cache"),
+            "{stdout}"
+        );
+        let mounts = crate::common::mounts_below(&daemon.dir.join("data"));
+        assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+    }
+
+    /// Waits until build instance `id` has exited and returns its output
+    /// (`cblock logs`) and its row of `cblock instances -a`.
+    fn finished_build(daemon: &Daemon, id: &str) -> (String, String) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let listed = daemon.cblock(&daemon.dir, &["instances", "-a"]);
+            let listing = String::from_utf8_lossy(&listed.stdout).into_owned();
+            let row = listing.lines().find(|line| line.starts_with(id));
+            if let Some(row) = row.filter(|row| row.contains("exited(")) {
+                let logs = daemon.cblock(&daemon.dir, &["logs", id]);
+                let output = String::from_utf8_lossy(&logs.stdout).replace('\r', "");
+                return (output, row.to_string());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "build {id} did not exit: {listing}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn launched_id(build: &RawBuild) -> String {
+        match &build.response {
+            Ok(proto::Response::Launched { id }) => id.clone(),
+            other => panic!("expected a build instance, got {other:?}"),
+        }
+    }
+
+    // NOTE: these builds fail within milliseconds, and an attach that
+    // reaches the supervisor just as it exits can end in "connection reset
+    // by peer" instead of the exit status. So the checks read each build's
+    // log and exit status from cblockd, not from the attached client.
+    #[test]
+    fn failing_build_same_error_both_paths() {
+        let daemon = Daemon::start("failing");
+        let missing = daemon.context("missing", "FROM no-such-image\nRUN true\n");
+        let slow = launched_id(&raw_build(&daemon, &missing, &["missing:latest"], false));
+        let built = daemon.cblock(&missing, &["build", "-n", "missing", "."]);
+        let stderr = String::from_utf8_lossy(&built.stderr).into_owned();
+        let fallback = stderr
+            .split("-- Build ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("the client names no build: {stderr}"))
+            .to_string();
+
+        let (slow_log, slow_row) = finished_build(&daemon, &slow);
+        let (fallback_log, fallback_row) = finished_build(&daemon, &fallback);
+        assert!(slow_row.ends_with("exited(1)"), "{slow_row}");
+        assert!(fallback_row.ends_with("exited(1)"), "{fallback_row}");
+        assert!(
+            slow_log.contains("base image \"no-such-image\""),
+            "{slow_log}"
+        );
+        assert_eq!(fallback_log, slow_log);
+        let store = cblocks::image::Store::open_or_create(&daemon.dir.join("data")).unwrap();
+        assert!(
+            store.resolve("missing:latest").is_err(),
+            "the failed build tagged an image"
+        );
+
+        // A file the client would reject, sent without it: the parse error
+        // comes from the build process whether the cache is accepted or not.
+        let invalid = daemon.context("invalid", "FROM busybox\nNOSUCHINSTRUCTION x\n");
+        let without = launched_id(&raw_build(&daemon, &invalid, &["invalid:latest"], false));
+        let with = launched_id(&raw_build(&daemon, &invalid, &["invalid:latest"], true));
+        let (without_log, without_row) = finished_build(&daemon, &without);
+        let (with_log, with_row) = finished_build(&daemon, &with);
+        assert!(without_row.ends_with("exited(1)"), "{without_row}");
+        assert!(with_row.ends_with("exited(1)"), "{with_row}");
+        assert!(with_log.contains("NOSUCHINSTRUCTION"), "{with_log}");
+        assert_eq!(with_log, without_log);
+
+        let builds: Vec<_> = fs::read_dir(daemon.dir.join("data/builds"))
+            .map(|dir| dir.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(builds.is_empty(), "build leftovers: {builds:?}");
     }
 }

@@ -114,6 +114,15 @@ impl Cache {
         Ok(cache)
     }
 
+    /// Returns the cache in `data_dir` for lookups only: it creates and
+    /// sweeps nothing, so a missing directory makes every lookup a miss, and
+    /// the temporary file of a concurrent `record` is left alone.
+    pub fn at(data_dir: &Path) -> Cache {
+        Cache {
+            dir: data_dir.join("build-cache"),
+        }
+    }
+
     fn path_of(&self, key: &StepKey) -> PathBuf {
         self.dir.join(format!("{}.json", key.0))
     }

@@ -34,9 +34,11 @@ pub fn finish(build: &Build, target: usize, result: &StageResult) -> Result<Buil
     let mut key = result.key.clone();
     let mut created = result.created.clone();
     if let Some(dir) = &result.rootpivot {
-        key = key.next(&format!("ROOTPIVOT {dir}"), &[], None);
-        let (layer, when) =
-            cached_layer(build, &key, || pivot_root_layer(build, top.as_deref(), dir))?;
+        let text = format!("ROOTPIVOT {dir}");
+        key = key.next(&text, &[], None);
+        let (layer, when) = cached_layer(build, &key, &text, || {
+            pivot_root_layer(build, top.as_deref(), dir)
+        })?;
         top = Some(layer);
         created = Some(when.clone());
         config.history = vec![History {
@@ -61,7 +63,9 @@ pub fn finish(build: &Build, target: usize, result: &StageResult) -> Result<Buil
     }
     if build.options.file_integrity {
         key = key.next("FILE-INTEGRITY", &[], None);
-        let (layer, when) = cached_layer(build, &key, || fim_layer(build, top.as_deref()))?;
+        let (layer, when) = cached_layer(build, &key, "FILE-INTEGRITY", || {
+            fim_layer(build, top.as_deref())
+        })?;
         top = Some(layer);
         created = Some(when);
         annotations.insert(
@@ -96,14 +100,21 @@ pub fn finish(build: &Build, target: usize, result: &StageResult) -> Result<Buil
 fn cached_layer(
     build: &Build,
     key: &StepKey,
+    text: &str,
     make: impl FnOnce() -> Result<String, Error>,
 ) -> Result<(String, String), Error> {
     if let Some(Entry {
         layer: Some(layer),
         created: Some(created),
-    }) = build.cached(key)
+    }) = build.cached(key, build.total_steps, text)?
     {
         return Ok((layer, created));
+    }
+    if build.options.cache_only {
+        return Err(Error::CacheMiss {
+            step: build.total_steps,
+            text: text.to_string(),
+        });
     }
     let layer = make()?;
     let created = build.record_layer(key, &layer)?;

@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::runner::RuntimeRunner;
-use super::{Network, Options, Output};
+use super::{Network, Options, Output, StepProcess, StepRunner};
 use crate::image::{Reference, Store};
 
 /// The inputs of one build.
@@ -44,28 +44,83 @@ pub struct Job {
 /// containers it starts (the runner makes it their subreaper).
 pub fn run(job: &Job) -> crate::Result<String> {
     let started = Instant::now();
-    let result = run_inner(job);
+    let output: Output = Mutex::new(Box::new(std::io::stdout()));
+    let runner = RuntimeRunner {
+        state_root: PathBuf::from(crate::runtime::DEFAULT_ROOT),
+        runtime_exe: None,
+    };
+    let result = run_inner(job, None, &runner, false, &output);
     if job.remove_context {
         let _ = std::fs::remove_dir_all(&job.context_dir);
     }
     let built = result?;
-    if job.quiet {
-        println!("{}", built.image.id);
-    } else {
-        println!(
-            "-- Build finished in {:.1} seconds: {} steps run, {} from the cache",
-            started.elapsed().as_secs_f64(),
-            built.executed_steps,
-            built.cached_steps
-        );
-    }
+    println!("{}", last_line(job, &built, started));
     let _ = std::io::stdout().flush();
     Ok(built.image.id)
 }
 
-fn run_inner(job: &Job) -> crate::Result<super::Built> {
+/// A build answered from the build cache alone.
+#[derive(Debug)]
+pub struct Cached {
+    pub image_id: String,
+    /// What `run` would have printed, line for line.
+    pub output: Vec<u8>,
+}
+
+/// Runs `job` from the build cache alone, in this process, against `store`
+/// (the store in `job.data_dir`, already open): it mounts, downloads and
+/// runs nothing, and collects the output that `run` prints.
+/// Stops with `build::Error::CacheMiss` at the first step the cache does
+/// not have, before the image is tagged, so that the caller can run the
+/// job in full; any other error is the one the full run meets too. Leaves
+/// the context in place.
+pub fn run_cached(job: &Job, store: &Store) -> crate::Result<Cached> {
+    let started = Instant::now();
+    let buffer = SharedBuffer::default();
+    let output: Output = Mutex::new(Box::new(buffer.clone()));
+    let built = run_inner(job, Some(store), &NoRunner, true, &output)?;
+    drop(output);
+    let mut output = buffer.take();
+    output.extend_from_slice(last_line(job, &built, started).as_bytes());
+    output.push(b'\n');
+    Ok(Cached {
+        image_id: built.image.id,
+        output,
+    })
+}
+
+/// Returns the line that ends a build's output: the image ID alone with
+/// `-q`, else the summary.
+fn last_line(job: &Job, built: &super::Built, started: Instant) -> String {
+    if job.quiet {
+        return built.image.id.clone();
+    }
+    format!(
+        "-- Build finished in {:.1} seconds: {} steps run, {} from the cache",
+        started.elapsed().as_secs_f64(),
+        built.executed_steps,
+        built.cached_steps
+    )
+}
+
+/// Runs the build against `store`, or against the store in `job.data_dir`
+/// opened after the file is parsed.
+fn run_inner(
+    job: &Job,
+    store: Option<&Store>,
+    runner: &dyn StepRunner,
+    cache_only: bool,
+    output: &Output,
+) -> crate::Result<super::Built> {
     let file = crate::cblockfile::parse(&job.file_name, job.file_text.as_bytes())?;
-    let store = Store::open_or_create(&job.data_dir)?;
+    let opened;
+    let store = match store {
+        Some(store) => store,
+        None => {
+            opened = Store::open_or_create(&job.data_dir)?;
+            &opened
+        }
+    };
     let names = job
         .names
         .iter()
@@ -85,21 +140,54 @@ fn run_inner(job: &Job) -> crate::Result<super::Built> {
         no_cache: job.no_cache,
         file_integrity: job.file_integrity,
         quiet: job.quiet,
+        cache_only,
     };
-    let runner = RuntimeRunner {
-        state_root: PathBuf::from(crate::runtime::DEFAULT_ROOT),
-        runtime_exe: None,
-    };
-    let output: Output = Mutex::new(Box::new(std::io::stdout()));
     Ok(super::build(
-        &store,
-        &runner,
+        store,
+        runner,
         &file,
         &job.context_dir,
         &options,
         &job.id,
-        &output,
+        output,
     )?)
+}
+
+/// The step runner of a cache-only build, which stops at the first miss
+/// before it would run a step.
+struct NoRunner;
+
+impl StepRunner for NoRunner {
+    fn run(&self, process: &StepProcess) -> Result<i32, super::Error> {
+        Err(super::Error::Runner(format!(
+            "container {} not started: a cache-only build runs no step",
+            process.id
+        )))
+    }
+}
+
+/// Build output collected in memory; clones share the bytes.
+#[derive(Clone, Default)]
+struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuffer {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Write for SharedBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Reads a job file written by `write`.

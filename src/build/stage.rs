@@ -124,7 +124,7 @@ impl StageRun<'_, '_> {
     /// Gives an error the step's file position, unless it has one.
     fn wrap(&self, err: Error) -> Error {
         match err {
-            Error::Step { .. } | Error::StepExit { .. } => err,
+            Error::Step { .. } | Error::StepExit { .. } | Error::CacheMiss { .. } => err,
             other => Error::Step {
                 file: self.build.file.file.clone(),
                 line: self.line,
@@ -455,10 +455,10 @@ impl StageRun<'_, '_> {
     }
 
     /// Looks `key` up in the cache; on a hit moves the stage to the cached
-    /// layer and returns true.
-    fn cache_hit(&mut self, key: &StepKey) -> bool {
-        let Some(entry) = self.build.cached(key) else {
-            return false;
+    /// layer and returns true. A miss in a cache-only build is an error.
+    fn cache_hit(&mut self, key: &StepKey) -> Result<bool, Error> {
+        let Some(entry) = self.build.cached(key, self.step, &self.text)? else {
+            return Ok(false);
         };
         if entry.layer.is_some() {
             self.result.top = entry.layer;
@@ -466,7 +466,7 @@ impl StageRun<'_, '_> {
         self.stamp(entry.created);
         self.result.key = key.clone();
         self.result.cached_steps += 1;
-        true
+        Ok(true)
     }
 
     /// Commits the mount as the stage's new top layer and records it under
@@ -492,7 +492,7 @@ impl StageRun<'_, '_> {
         }
         let key = self.result.key.next(&key_text, &self.args_list(), None);
         self.record_history(instruction.text.clone(), false);
-        if self.cache_hit(&key) {
+        if self.cache_hit(&key)? {
             return Ok(());
         }
 
@@ -630,23 +630,24 @@ impl StageRun<'_, '_> {
         }
 
         // Where the sources come from, and what the cache key says of them.
-        let (source_root, origin, source_mount, digest) = match &copy.from {
+        // A stage's or an image's layers are mounted only on a cache miss.
+        let (source, origin, digest) = match &copy.from {
             Some(CopySource::Stage { index, .. }) => {
                 let stage = &done[index];
-                let (mount_id, path) = self.build.mount(
-                    &format!("s{}-{}-from", self.index, self.step),
-                    stage.top.as_deref(),
-                )?;
                 let digest = format!("stage:{}", stage.top.clone().unwrap_or_default());
-                (path, format!("stage {index}"), Some(mount_id), digest)
+                (
+                    Source::Layers(stage.top.clone()),
+                    format!("stage {index}"),
+                    digest,
+                )
             }
             Some(CopySource::Image(reference)) => {
                 let image = self.build.store.resolve(reference)?;
-                let (mount_id, path) = self.build.mount(
-                    &format!("s{}-{}-from", self.index, self.step),
-                    image.layers.last().map(String::as_str),
-                )?;
-                (path, format!("image {reference}"), Some(mount_id), image.id)
+                (
+                    Source::Layers(image.layers.last().cloned()),
+                    format!("image {reference}"),
+                    image.id,
+                )
             }
             None => {
                 let local: Vec<String> = sources
@@ -657,15 +658,14 @@ impl StageRun<'_, '_> {
                 let paths = copy::resolve_sources(self.build.context_dir, &local)?;
                 let digest = super::context::sources_digest(self.build.context_dir, &paths)?;
                 (
-                    self.build.context_dir.to_path_buf(),
+                    Source::Context(self.build.context_dir.to_path_buf()),
                     "the build context".to_string(),
-                    None,
                     digest,
                 )
             }
         };
 
-        let result = self.copy_into_stage(CopyPlan {
+        self.copy_into_stage(CopyPlan {
             copy,
             is_add,
             sources: &sources,
@@ -673,15 +673,11 @@ impl StageRun<'_, '_> {
             chown: chown.as_deref(),
             chmod,
             checksum: checksum.as_ref(),
-            source_root: &source_root,
+            source: &source,
             origin: &origin,
             digest,
             inline,
-        });
-        if let Some(mount_id) = source_mount {
-            self.build.release(&mount_id)?;
-        }
-        result
+        })
     }
 
     fn copy_into_stage(&mut self, plan: CopyPlan) -> Result<(), Error> {
@@ -697,9 +693,19 @@ impl StageRun<'_, '_> {
         // URLs are downloaded first: their contents are part of the key.
         let downloads = self.build.work_dir.join(format!("add-{}", self.step));
         let mut digest = plan.digest.clone();
-        let mut local: Vec<(PathBuf, String, bool)> = Vec::new();
+        // Each source's directory, `None` for the plan's source, its name,
+        // and whether archives in it are unpacked.
+        let mut local: Vec<(Option<PathBuf>, String, bool)> = Vec::new();
         for source in plan.sources {
             if plan.is_add && download::is_url(source) {
+                // A URL's contents are part of the key, and a cache-only
+                // build downloads nothing.
+                if self.build.options.cache_only {
+                    return Err(Error::CacheMiss {
+                        step: self.step,
+                        text: self.text.clone(),
+                    });
+                }
                 fs::create_dir_all(&downloads).map_err(|e| Error::Io {
                     path: downloads.clone(),
                     source: e,
@@ -736,20 +742,24 @@ impl StageRun<'_, '_> {
                     fetched.bytes, fetched.sha256
                 ));
                 digest.push_str(&fetched.sha256);
-                local.push((downloads.clone(), name.clone(), is_archive_name(&name)));
+                local.push((
+                    Some(downloads.clone()),
+                    name.clone(),
+                    is_archive_name(&name),
+                ));
             } else {
-                local.push((plan.source_root.to_path_buf(), source.clone(), plan.is_add));
+                local.push((None, source.clone(), plan.is_add));
             }
         }
         for (dir, name) in &plan.inline {
             let content = fs::read(dir.join(name)).unwrap_or_default();
             digest.push_str(&format!("\0inline\0{name}\0{}", content.len()));
             digest.push_str(&String::from_utf8_lossy(&content));
-            local.push((dir.clone(), name.clone(), false));
+            local.push((Some(dir.clone()), name.clone(), false));
         }
         let key = self.result.key.next(&key_text, &[], Some(&digest));
         self.record_history(format!("{keyword} {}", plan.sources.join(" ")), false);
-        if self.cache_hit(&key) {
+        if self.cache_hit(&key)? {
             return Ok(());
         }
 
@@ -759,14 +769,20 @@ impl StageRun<'_, '_> {
             Some(spec) => Some(self.resolve_owner(&rootfs, spec)?),
             None => None,
         };
-        for (root, source, unpack) in &local {
-            let origin = if root == plan.source_root {
-                plan.origin.to_string()
-            } else {
-                "the build's scratch space".to_string()
+        let (source_root, source_mount) = match plan.source {
+            Source::Context(dir) => (dir.clone(), None),
+            Source::Layers(top) => {
+                let (id, path) = self.build.mount(&format!("{label}-from"), top.as_deref())?;
+                (path, Some(id))
+            }
+        };
+        let copied = local.iter().try_for_each(|(root, source, unpack)| {
+            let origin = match root {
+                None => plan.origin.to_string(),
+                Some(_) => "the build's scratch space".to_string(),
             };
             let request = copy::Request {
-                source_root: root,
+                source_root: root.as_deref().unwrap_or(&source_root),
                 origin: &origin,
                 sources: std::slice::from_ref(source),
                 dest: plan.dest,
@@ -774,10 +790,14 @@ impl StageRun<'_, '_> {
                 chmod: plan.chmod,
                 unpack_archives: *unpack && plan.copy.from.is_none(),
             };
-            if let Err(err) = copy::copy(&request, &rootfs) {
-                self.build.release(&mount_id)?;
-                return Err(err.into());
-            }
+            copy::copy(&request, &rootfs).map(|_| ())
+        });
+        if let Some(id) = source_mount {
+            self.build.release(&id)?;
+        }
+        if let Err(err) = copied {
+            self.build.release(&mount_id)?;
+            return Err(err.into());
         }
         let _ = fs::remove_dir_all(&downloads);
         for (dir, _) in &plan.inline {
@@ -797,7 +817,7 @@ impl StageRun<'_, '_> {
         self.record_history(format!("WORKDIR {path}"), false);
 
         let key = self.result.key.next(&format!("WORKDIR {path}"), &[], None);
-        if self.cache_hit(&key) {
+        if self.cache_hit(&key)? {
             return Ok(());
         }
         let label = format!("s{}-{}", self.index, self.step);
@@ -819,11 +839,19 @@ struct CopyPlan<'p> {
     chown: Option<&'p str>,
     chmod: Option<u32>,
     checksum: Option<&'p download::Checksum>,
-    source_root: &'p Path,
+    source: &'p Source,
     origin: &'p str,
     digest: String,
     /// Heredoc sources: the directory they were written to, and the name.
     inline: Vec<(PathBuf, String)>,
+}
+
+/// Where ADD or COPY reads its sources from.
+enum Source {
+    Context(PathBuf),
+    /// The layers of a stage or an image, up to this chain ID (`None` for
+    /// an empty root), mounted only when the step misses the cache.
+    Layers(Option<String>),
 }
 
 /// PATH of build containers whose image sets none, as Docker's.

@@ -169,7 +169,8 @@ pub fn run(globals: &Globals, args: Args) -> crate::Result<ExitCode> {
 
 /// Sends the build to cblockd with its context, then attaches to the
 /// build's console until it ends (its exit status is the client's) or the
-/// user detaches.
+/// user detaches. When cblockd builds from the cache alone there is no
+/// console: the client prints the output it gets back.
 fn build_with_daemon(globals: &Globals, args: &Args, file: &Cblockfile) -> crate::Result<ExitCode> {
     use super::console::{self, Session};
     use crate::daemon::protocol::{
@@ -205,6 +206,7 @@ fn build_with_daemon(globals: &Globals, args: &Args, file: &Cblockfile) -> crate
         quiet: args.quiet,
         attach: true,
         window: console::window_size(),
+        accept_cached: true,
     };
 
     let mut stream = console::connect(globals)?;
@@ -225,6 +227,7 @@ fn build_with_daemon(globals: &Globals, args: &Args, file: &Cblockfile) -> crate
         (Err(err), _) => return Err(err.into()),
         (Ok(()), Err(err)) => return Err(super::Error::from(err).into()),
         (Ok(()), Ok(Response::Launched { id })) => id,
+        (Ok(()), Ok(Response::Streaming)) => return print_cached_build(&mut stream),
         (Ok(()), Ok(other)) => return Err(console::unexpected(&other).into()),
     };
     if !args.quiet {
@@ -240,6 +243,35 @@ fn build_with_daemon(globals: &Globals, args: &Args, file: &Cblockfile) -> crate
             raw: true,
         },
     )
+}
+
+/// Copies the output of a build that cblockd answered from the build cache
+/// to standard output, and returns the build's exit status.
+fn print_cached_build(stream: &mut std::os::unix::net::UnixStream) -> crate::Result<ExitCode> {
+    use crate::daemon::protocol::{self as proto, Kind};
+    use std::io::Write;
+
+    let mut stdout = std::io::stdout().lock();
+    loop {
+        let frame = proto::read_frame(stream).map_err(super::Error::from)?;
+        match frame.kind {
+            Kind::Output => {
+                // A closed standard output loses the output, not the build.
+                let _ = stdout
+                    .write_all(&frame.payload)
+                    .and_then(|()| stdout.flush());
+            }
+            Kind::Exit => {
+                let status = proto::parse_exit(&frame.payload).unwrap_or(255);
+                return Ok(super::console::exit_code(status));
+            }
+            Kind::Error => {
+                let message = String::from_utf8_lossy(&frame.payload).into_owned();
+                return Err(super::Error::Failed(message).into());
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Sends the context as a tar stream in `Data` frames, then `Eof`, showing

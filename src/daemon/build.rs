@@ -3,10 +3,17 @@
 //! _build JOB`). The build then has a console like a container: its output
 //! is kept in the scrollback and log, Ctrl+Q detaches from it, and `cblock
 //! console` re-attaches to it.
+//!
+//! A rebuild whose every step is in the build cache runs no step, so when
+//! the client accepts it, cblockd first tries the build from the cache
+//! alone in its own process, and sends the output back on the connection.
+//! That saves the supervisor, the build process and the console. On the
+//! first miss it starts the build process as above, with the same context
+//! directory.
 
 use std::io;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::protocol::{self as proto, BuildRequest, Kind};
@@ -20,34 +27,164 @@ const JOB_FILE: &str = "build-job.json";
 /// Signal that `instances --stop` sends to a build first.
 const BUILD_STOP_SIGNAL: i32 = libc::SIGTERM;
 
-/// Receives the context that follows `request` on `conn`, creates the build
-/// instance and starts it; returns the instance id. On failure nothing of
-/// the build is left: no context, job or instance directory.
+/// The outcome of a build request in cblockd.
+#[derive(Debug)]
+pub enum Started {
+    /// The build runs as this instance, and the client attaches to its
+    /// console.
+    Instance(String),
+    /// Every step came from the build cache and the image is tagged: the
+    /// build's output, ready to send.
+    Cached(Vec<u8>),
+}
+
+/// Receives the context that follows `request` on `conn`. Builds from the
+/// cache alone when the client accepts that and every step is a hit, else
+/// creates the build instance and starts it. On failure nothing of the
+/// build is left: no context, job or instance directory.
 pub fn start(
     daemon: &Arc<Daemon>,
     conn: &mut UnixStream,
     request: &BuildRequest,
+) -> Result<Started, Error> {
+    let (context_id, context_dir) = create_context_dir(daemon)?;
+    let entries = match receive_context(conn, &context_dir) {
+        Ok(entries) => entries,
+        Err(err) => {
+            log_error!(
+                Some(&context_id),
+                "failed to receive a build context: {err}"
+            );
+            let _ = std::fs::remove_dir_all(&context_dir);
+            return Err(err);
+        }
+    };
+    log_info!(
+        Some(&context_id),
+        "received a build context of {entries} entries for {:?}",
+        request.names
+    );
+    let job = Job {
+        id: context_id,
+        data_dir: daemon.data_dir.clone(),
+        context_dir: context_dir.clone(),
+        file_name: request.file_name.clone(),
+        file_text: request.file_text.clone(),
+        names: request.names.clone(),
+        build_args: request.build_args.iter().cloned().collect(),
+        target: request.target.clone(),
+        network: request.network.clone(),
+        no_cache: request.no_cache,
+        file_integrity: request.file_integrity,
+        quiet: request.quiet,
+        remove_context: true,
+    };
+
+    if request.accept_cached && !request.no_cache {
+        if let Some(output) = build_from_cache(daemon, &job) {
+            let _ = std::fs::remove_dir_all(&context_dir);
+            return Ok(Started::Cached(output));
+        }
+    }
+    match start_instance(daemon, request, job) {
+        Ok(id) => Ok(Started::Instance(id)),
+        Err(err) => {
+            let _ = std::fs::remove_dir_all(&context_dir);
+            Err(err)
+        }
+    }
+}
+
+/// Creates an empty directory for a build context under `DATA/builds`
+/// and returns its random id with the path.
+fn create_context_dir(daemon: &Daemon) -> Result<(String, PathBuf), Error> {
+    let builds = daemon.data_dir.join("builds");
+    std::fs::create_dir_all(&builds).map_err(|source| Error::Io {
+        context: format!("create {}", builds.display()),
+        source,
+    })?;
+    for _ in 0..16 {
+        let id = super::instances::random_id().map_err(|source| Error::Io {
+            context: "read random bytes for a build id".into(),
+            source,
+        })?;
+        let dir = builds.join(format!("{id}-context"));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok((id, dir)),
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(source) => {
+                return Err(Error::Io {
+                    context: format!("create {}", dir.display()),
+                    source,
+                })
+            }
+        }
+    }
+    Err(Error::Invalid(format!(
+        "no free build context directory in {} after 16 random names; check the random source",
+        builds.display()
+    )))
+}
+
+/// Runs `job` from the build cache alone in this process and returns its
+/// output, or `None` when a step misses the cache or the build fails. The
+/// full build then runs and reports any error, so that a failing build
+/// prints the same message on either path.
+///
+/// NOTE: on a miss the build process repeats the lookups made here,
+/// including the digest of every ADD or COPY source before the miss, so a
+/// large context that misses after its COPY is read twice.
+fn build_from_cache(daemon: &Daemon, job: &Job) -> Option<Vec<u8>> {
+    // A panic here must not leave the context behind, so it counts as a
+    // failure and the build process gets the request.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        job::run_cached(job, &daemon.images)
+    }));
+    let Ok(result) = outcome else {
+        log_error!(
+            Some(&job.id),
+            "the build from the cache alone panicked; starting a build process"
+        );
+        return None;
+    };
+    match result {
+        Ok(cached) => {
+            log_info!(
+                Some(&job.id),
+                "built {} from the build cache alone, tagged {:?}",
+                cached.image_id,
+                job.names
+            );
+            Some(cached.output)
+        }
+        Err(crate::Error::Build(crate::build::Error::CacheMiss { step, text })) => {
+            log_info!(
+                Some(&job.id),
+                "step {step} ({text}) is not in the build cache; starting a build process"
+            );
+            None
+        }
+        Err(err) => {
+            log_info!(
+                Some(&job.id),
+                "the build from the cache alone failed ({err}); starting a build process"
+            );
+            None
+        }
+    }
+}
+
+/// Creates the build instance for `job`, starts its supervisor and returns
+/// the instance id. On failure it removes the instance, and the caller
+/// removes the context.
+fn start_instance(
+    daemon: &Arc<Daemon>,
+    request: &BuildRequest,
+    mut job: Job,
 ) -> Result<String, Error> {
     let (id, dir) = daemon.store.allocate()?;
-    let context_dir = daemon.data_dir.join("builds").join(format!("{id}-context"));
-
-    let result = receive_context(conn, &context_dir).and_then(|entries| {
-        log_info!(Some(&id), "received a build context of {entries} entries");
-        let job = Job {
-            id: id.clone(),
-            data_dir: daemon.data_dir.clone(),
-            context_dir: context_dir.clone(),
-            file_name: request.file_name.clone(),
-            file_text: request.file_text.clone(),
-            names: request.names.clone(),
-            build_args: request.build_args.iter().cloned().collect(),
-            target: request.target.clone(),
-            network: request.network.clone(),
-            no_cache: request.no_cache,
-            file_integrity: request.file_integrity,
-            quiet: request.quiet,
-            remove_context: true,
-        };
+    let context_id = std::mem::replace(&mut job.id, id.clone());
+    let result = (|| {
         let job_path = dir.join(JOB_FILE);
         job::write(&job, &job_path).map_err(|err| Error::Invalid(err.to_string()))?;
 
@@ -82,76 +219,90 @@ pub fn start(
             source,
         })?;
         super::instances::start_supervisor(&daemon.exe, &dir)
-    });
+    })();
 
     if let Err(err) = result {
         log_error!(Some(&id), "failed to start the build: {err}");
-        let _ = std::fs::remove_dir_all(&context_dir);
         if let Err(cleanup) = daemon.store.remove(&id) {
             log_error!(Some(&id), "failed to remove the failed build: {cleanup}");
         }
         return Err(err);
     }
-    log_info!(Some(&id), "started a build of {:?}", request.names);
+    log_info!(
+        Some(&id),
+        "started a build of {:?} with context {context_id}",
+        request.names
+    );
     Ok(id)
 }
 
 /// Reads `Data` frames up to `Eof` and extracts them as a tar stream into
 /// `dest` with the same checks as image layers, so a hostile context can
-/// write nothing outside it. Returns the number of entries.
+/// write nothing outside it. Returns the number of entries. The frames are
+/// read up to `Eof` even when the tar stream is invalid, so that the error
+/// reaches the client as a response.
 fn receive_context(conn: &mut UnixStream, dest: &Path) -> Result<u64, Error> {
-    std::fs::create_dir_all(dest).map_err(|source| Error::Io {
-        context: format!("create {}", dest.display()),
-        source,
+    let mut reader = ContextReader {
+        conn,
+        frame: Vec::new(),
+        offset: 0,
+        ended: false,
+        error: None,
+    };
+    let options = crate::storage::ExtractOptions::default();
+    let extracted = crate::storage::extract(&mut reader, dest, &options);
+    let _ = io::copy(&mut reader, &mut io::sink());
+    if let Some(err) = reader.error {
+        return Err(err);
+    }
+    let summary = extracted.map_err(|err| {
+        Error::Invalid(format!(
+            "the build context is not a valid tar stream: {err}"
+        ))
     })?;
-    let (mut reader, mut writer) = io::pipe().map_err(|source| Error::Io {
-        context: "create a pipe for the build context".into(),
-        source,
-    })?;
+    Ok(summary.entries)
+}
 
-    std::thread::scope(|scope| {
-        let extractor = std::thread::Builder::new()
-            .name("build-context".into())
-            .spawn_scoped(scope, move || {
-                let options = crate::storage::ExtractOptions::default();
-                let result = crate::storage::extract(&mut reader, dest, &options);
-                let _ = io::copy(&mut reader, &mut io::sink());
-                result
-            })
-            .map_err(|source| Error::Io {
-                context: "start the context extraction thread".into(),
-                source,
-            })?;
+/// The payloads of `Data` frames up to `Eof`, read as one byte stream.
+struct ContextReader<'a> {
+    conn: &'a mut UnixStream,
+    frame: Vec<u8>,
+    /// Bytes of `frame` already read.
+    offset: usize,
+    ended: bool,
+    /// The first error of the connection or of the framing. It ends the
+    /// stream, and `receive_context` returns it ahead of the tar error it
+    /// causes.
+    error: Option<Error>,
+}
 
-        let copied = (|| loop {
-            let frame = proto::read_frame(conn)?;
-            match frame.kind {
-                Kind::Data => {
-                    io::Write::write_all(&mut writer, &frame.payload).map_err(|source| {
-                        Error::Io {
-                            context: "pass on the build context".into(),
-                            source,
-                        }
-                    })?
+impl io::Read for ContextReader<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        while self.offset == self.frame.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            if self.error.is_some() {
+                return Err(io::Error::other("receiving the build context failed"));
+            }
+            match proto::read_frame(self.conn) {
+                Ok(frame) if frame.kind == Kind::Data => {
+                    self.frame = frame.payload;
+                    self.offset = 0;
                 }
-                Kind::Eof => return Ok(()),
-                other => {
-                    return Err(Error::Invalid(format!(
-                        "unexpected {other:?} frame while receiving the build context"
+                Ok(frame) if frame.kind == Kind::Eof => self.ended = true,
+                Ok(frame) => {
+                    self.error = Some(Error::Invalid(format!(
+                        "unexpected {:?} frame while receiving the build context",
+                        frame.kind
                     )))
                 }
+                Err(err) => self.error = Some(err.into()),
             }
-        })();
-        drop(writer);
-        let extracted = extractor
-            .join()
-            .expect("the context extraction thread panicked");
-        copied?;
-        let summary = extracted.map_err(|err| {
-            Error::Invalid(format!(
-                "the build context is not a valid tar stream: {err}"
-            ))
-        })?;
-        Ok(summary.entries)
-    })
+        }
+        let count = buffer.len().min(self.frame.len() - self.offset);
+        buffer[..count].copy_from_slice(&self.frame[self.offset..self.offset + count]);
+        self.offset += count;
+        Ok(count)
+    }
 }

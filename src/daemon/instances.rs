@@ -210,7 +210,7 @@ impl Store {
 }
 
 /// Returns 10 hex characters from 5 bytes of the kernel's random source.
-fn random_id() -> io::Result<String> {
+pub(super) fn random_id() -> io::Result<String> {
     let mut bytes = [0u8; ID_LEN / 2];
     fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())

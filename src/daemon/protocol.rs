@@ -372,6 +372,12 @@ pub struct BuildRequest {
     /// Whether the client attaches to the build's console right away.
     pub attach: bool,
     pub window: WindowSize,
+    /// Whether the client accepts the response to a build whose every step
+    /// is in the build cache: `Streaming`, the build's output in `Output`
+    /// frames and an `Exit` frame, with no build instance. Absent (false)
+    /// from older clients, which always get `Launched`.
+    #[serde(default)]
+    pub accept_cached: bool,
 }
 
 /// Maximum size of a Cblockfile sent with a build request.
@@ -511,7 +517,8 @@ pub enum Response {
     Pruned {
         ids: Vec<String>,
     },
-    /// Log or exec output frames follow, ended by an `Exit` frame.
+    /// Output frames of logs, of an exec or of a build from the cache alone
+    /// follow, ended by an `Exit` frame.
     Streaming,
 }
 
@@ -764,6 +771,21 @@ mod tests {
         write_json(&mut buf, Kind::Request, &request).unwrap();
         let decoded: Request = read_json(&mut &buf[..], Kind::Request).unwrap();
         assert_eq!(decoded, request);
+    }
+
+    #[test]
+    fn build_request_without_accept_cached() {
+        // The request of a client from before `accept_cached` existed.
+        let json = r#"{"type":"build","file_name":"Cblockfile","file_text":"FROM scratch\n",
+            "names":["app:latest"],"build_args":[],"target":null,"network":"host",
+            "no_cache":false,"file_integrity":false,"quiet":false,"attach":true,
+            "window":{"rows":24,"cols":80}}"#;
+        let request: Request = serde_json::from_str(json).unwrap();
+        let Request::Build(build) = request else {
+            panic!("expected a build request, got {request:?}");
+        };
+        assert!(!build.accept_cached);
+        assert_eq!(build.names, ["app:latest"]);
     }
 
     #[test]

@@ -166,7 +166,16 @@ fn dispatch(daemon: &Arc<Daemon>, conn: &mut UnixStream, request: Request) -> Re
             Ok(())
         }
         Request::Build(build) => {
-            let id = super::build::start(daemon, conn, &build)?;
+            let id = match super::build::start(daemon, conn, &build)? {
+                super::build::Started::Instance(id) => id,
+                super::build::Started::Cached(output) => {
+                    respond(conn, &Response::Streaming)?;
+                    for chunk in output.chunks(proto::MAX_CHUNK) {
+                        proto::write_frame(conn, Kind::Output, chunk)?;
+                    }
+                    return Ok(proto::write_frame(conn, Kind::Exit, &0i32.to_be_bytes())?);
+                }
+            };
             probes::create(&id);
             if let Some(instance) = daemon.store.load(&id) {
                 watch(daemon, instance);

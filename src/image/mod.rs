@@ -508,10 +508,14 @@ impl Store {
         };
         if !names.is_empty() {
             let mut map = self.names()?;
+            let mut changed = false;
             for name in names {
-                map.insert(name.clone(), image.id.clone());
+                changed |= map.insert(name.clone(), image.id.clone()).as_ref() != Some(&image.id);
             }
-            self.write_names(&map)?;
+            // A rebuild that changes nothing skips the write and its fsyncs.
+            if changed {
+                self.write_names(&map)?;
+            }
         }
         Ok(image)
     }
