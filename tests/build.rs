@@ -1713,10 +1713,9 @@ mod daemon_builds {
         }
     }
 
-    // NOTE: these builds fail within milliseconds, and an attach that
-    // reaches the supervisor just as it exits can end in "connection reset
-    // by peer" instead of the exit status. So the checks read each build's
-    // log and exit status from cblockd, not from the attached client.
+    // These builds fail within milliseconds, often before the client's
+    // attach reaches the supervisor; the attached client still gets the
+    // output and the exit status.
     #[test]
     fn failing_build_same_error_both_paths() {
         let daemon = Daemon::start("failing");
@@ -1724,6 +1723,12 @@ mod daemon_builds {
         let slow = launched_id(&raw_build(&daemon, &missing, &["missing:latest"], false));
         let built = daemon.cblock(&missing, &["build", "-n", "missing", "."]);
         let stderr = String::from_utf8_lossy(&built.stderr).into_owned();
+        let stdout = String::from_utf8_lossy(&built.stdout).into_owned();
+        assert_eq!(built.status.code(), Some(1), "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("base image \"no-such-image\""),
+            "the attached client missed the error: {stdout}\n{stderr}"
+        );
         let fallback = stderr
             .split("-- Build ")
             .nth(1)

@@ -161,7 +161,7 @@ fn dispatch(daemon: &Arc<Daemon>, conn: &mut UnixStream, request: Request) -> Re
             }
             respond(conn, &Response::Launched { id: id.clone() })?;
             if launch.attach {
-                attach(daemon, conn, &id, launch.window, true)?;
+                attach(daemon, conn, &id, launch.window, true, true)?;
             }
             Ok(())
         }
@@ -182,7 +182,7 @@ fn dispatch(daemon: &Arc<Daemon>, conn: &mut UnixStream, request: Request) -> Re
             }
             respond(conn, &Response::Launched { id: id.clone() })?;
             if build.attach {
-                attach(daemon, conn, &id, build.window, true)?;
+                attach(daemon, conn, &id, build.window, true, true)?;
             }
             Ok(())
         }
@@ -194,7 +194,7 @@ fn dispatch(daemon: &Arc<Daemon>, conn: &mut UnixStream, request: Request) -> Re
             require_test_mode(daemon)?;
             panic!("panic requested by a test client");
         }
-        Request::Attach { id, window, replay } => attach(daemon, conn, &id, window, replay),
+        Request::Attach { id, window, replay } => attach(daemon, conn, &id, window, replay, false),
         Request::List { all } => {
             let instances: Vec<InstanceInfo> = daemon
                 .store
@@ -323,21 +323,39 @@ fn attach(
     key: &str,
     window: WindowSize,
     replay: bool,
+    started_now: bool,
 ) -> Result<(), Error> {
     let instance = daemon.store.resolve(key)?;
-    require_running(&instance)?;
+    if let Err(err) = require_running(&instance) {
+        // A launch or build that ended in the moment before its client's
+        // attach still gives that client its output and exit status.
+        if started_now && instance.exit.is_some() {
+            return attach_ended(conn, &instance, replay);
+        }
+        return Err(err);
+    }
     let id = instance.config.id.clone();
 
-    let mut supervisor =
-        connect_supervisor(&instance, &SupervisorRequest::Attach { window, replay })?;
-    match supervisor_response(&instance, &mut supervisor)? {
-        SupervisorResponse::Ok => {}
-        other => {
+    let connected = connect_supervisor(&instance, &SupervisorRequest::Attach { window, replay })
+        .and_then(|mut supervisor| {
+            supervisor_response(&instance, &mut supervisor).map(|answer| (supervisor, answer))
+        });
+    let supervisor = match connected {
+        Ok((supervisor, SupervisorResponse::Ok)) => supervisor,
+        Ok((_, other)) => {
             return Err(Error::Supervisor(format!(
                 "instance {id}: unexpected supervisor response {other:?}"
             )))
         }
-    }
+        Err(err) => {
+            // The supervisor leaves once the payload's exit is recorded,
+            // which can fall between the check above and the connection.
+            return match daemon.store.load(&id).filter(|ended| ended.exit.is_some()) {
+                Some(ended) => attach_ended(conn, &ended, replay),
+                None => Err(err),
+            };
+        }
+    };
     respond(conn, &Response::Attached { id: id.clone() })?;
 
     probes::console_attach(&id);
@@ -348,6 +366,30 @@ fn attach(
     probes::console_detach(&id);
     log_info!(Some(&id), "console detached");
     result
+}
+
+/// Serves a console for an instance whose payload has ended: the console
+/// log when `replay` asks for it, then the exit status, as the supervisor
+/// sends them to a console that stays until the end.
+fn attach_ended(conn: &mut UnixStream, instance: &Instance, replay: bool) -> Result<(), Error> {
+    let id = &instance.config.id;
+    respond(conn, &Response::Attached { id: id.clone() })?;
+    if replay {
+        let contents = crate::console::read_log(&instance.dir).map_err(|source| Error::Io {
+            context: format!("read the console log of instance {id}"),
+            source,
+        })?;
+        for chunk in contents.chunks(proto::MAX_CHUNK) {
+            proto::write_frame(conn, Kind::Output, chunk)?;
+        }
+    }
+    let status = instance.exit.map_or(0, |exit| exit.status);
+    proto::write_frame(conn, Kind::Exit, &status.to_be_bytes())?;
+    log_info!(
+        Some(id),
+        "console attached after the exit; sent the log and status {status}"
+    );
+    Ok(())
 }
 
 /// Copies frames from `upstream` to the client in a thread, and the
