@@ -338,7 +338,7 @@ fn attach(
 
     let connected = connect_supervisor(&instance, &SupervisorRequest::Attach { window, replay })
         .and_then(|mut supervisor| {
-            supervisor_response(&instance, &mut supervisor).map(|answer| (supervisor, answer))
+            supervisor_response(&instance, &mut supervisor).map(|response| (supervisor, response))
         });
     let supervisor = match connected {
         Ok((supervisor, SupervisorResponse::Ok)) => supervisor,
@@ -369,7 +369,7 @@ fn attach(
 }
 
 /// Serves a console for an instance whose payload has ended: the console
-/// log when `replay` asks for it, then the exit status, as the supervisor
+/// log when `replay` is set, then the exit status, as the supervisor
 /// sends them to a console that stays until the end.
 fn attach_ended(conn: &mut UnixStream, instance: &Instance, replay: bool) -> Result<(), Error> {
     let id = &instance.config.id;
