@@ -1,17 +1,21 @@
 //! Linux containers: namespaces, mounts, cgroups, capabilities and seccomp.
 //!
-//! A container is started in three processes, as runc does it:
+//! A container is started in up to three processes, as runc does it:
 //!
-//! 1. The runtime (`launch`) spawns a setup process from a sealed copy of
-//!    its own binary (see `exe`) and talks to it over a socket pair.
-//! 2. The setup process (`setup_main`) joins or creates the namespaces;
-//!    the runtime puts it in the container's cgroup and writes its user
-//!    namespace's id maps. It then forks, because a new PID namespace
-//!    takes effect only for children, reports the child's pid and exits.
-//! 3. The child, PID 1 of the container, builds the root file system,
-//!    drops privileges, reports `created` and blocks on the exec FIFO in
-//!    the state directory. Once `start` opens the FIFO, it executes the
-//!    container's program.
+//! 1. The runtime (`launch`) creates the container's cgroup, then starts a
+//!    setup process from an unwritable view of its own binary (see `exe`)
+//!    with `clone3` (see `spawn`), and talks to it over a socket pair.
+//! 2. The setup process (`setup_main`) moves itself into the v1 cgroups
+//!    (see `cgroups::Placement`), joins or creates the namespaces, and
+//!    has the runtime write its user namespace's id maps. A new PID
+//!    namespace takes effect only for children, so it then forks, reports
+//!    the child's pid and exits. Without a user namespace the runtime
+//!    starts it in the new PID namespace already, and it goes on as the
+//!    container process itself without the fork.
+//! 3. The container process, PID 1 of the container, builds the root file
+//!    system, drops privileges and reports `created`. It then executes the
+//!    container's program at once (`run`), or first blocks on the exec
+//!    FIFO in the state directory until `start` opens it.
 //!
 //! Messages on the socket are JSON objects, one per line.
 
