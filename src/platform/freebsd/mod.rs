@@ -13,20 +13,3 @@ pub mod jail;
 pub mod peer;
 pub mod pty;
 pub mod storage;
-
-/// Closes every descriptor from 3 up except `keep`, for a forked child
-/// that must not hold its parent's files.
-pub fn close_descriptors_except(keep: std::os::fd::RawFd) -> std::io::Result<()> {
-    let keep = keep as libc::c_uint;
-    let ranges = [(3, keep.saturating_sub(1)), (keep + 1, libc::c_uint::MAX)];
-    for (low, high) in ranges {
-        if low > high {
-            continue;
-        }
-        // SAFETY: close_range only closes descriptors of this process.
-        if unsafe { libc::close_range(low, high, 0) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
