@@ -12,6 +12,9 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::*;
 
+/// PTYs, the same on both systems but for the slave's name.
+pub mod pty;
+
 /// Closes every descriptor from 3 up except `keep`, for a forked child
 /// that must not hold its parent's files.
 pub fn close_descriptors_except(keep: std::os::fd::RawFd) -> std::io::Result<()> {

@@ -11,5 +11,4 @@ pub const PSEUDO_FS_IN_EVERY_CONTAINER: bool = false;
 
 pub mod jail;
 pub mod peer;
-pub mod pty;
 pub mod storage;

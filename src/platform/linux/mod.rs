@@ -11,5 +11,4 @@ pub const PSEUDO_FS_IN_EVERY_CONTAINER: bool = true;
 
 pub mod container;
 pub mod peer;
-pub mod pty;
 pub mod storage;

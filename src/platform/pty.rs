@@ -78,7 +78,21 @@ pub fn make_controlling_terminal(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Returns the slave's path of the PTY master `fd` (`/dev/pts/N`), as the
+/// namespace that opened the master names it.
+#[cfg(target_os = "linux")]
+pub fn slave_name(fd: RawFd) -> io::Result<String> {
+    let mut number: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes one unsigned int through the pointer.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCGPTN, &mut number) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(format!("/dev/pts/{number}"))
+}
+
 /// Returns the slave's path of the PTY master `fd` (`/dev/pts/N`).
+#[cfg(target_os = "freebsd")]
 pub fn slave_name(fd: RawFd) -> io::Result<String> {
     let mut buf = [0 as libc::c_char; 64];
     // SAFETY: ptsname_r writes at most `buf.len()` bytes into `buf`.
