@@ -100,31 +100,8 @@ container=$("${buildah[@]}" from scratch)
 # --- The cblocks half -------------------------------------------------------
 
 start_cblocks() {
-    local tries=0 real status
-    real=$(realpath "$1")
-    mkdir -p "$work/bin" "$work/cblocks" "$work/base-context"
-    ln -s "$real" "$work/bin/cblock"
-    ln -s "$real" "$work/bin/cblockd"
-    cblock=$work/bin/cblock
-    export CBLOCK_SOCKET="$work/cblock.sock"
-
-    "$work/bin/cblockd" -d "$work/cblocks/data" -U "$CBLOCK_SOCKET" > "$work/cblockd.log" 2>&1 &
-    cblockd_pid=$!
-    until "$cblock" instances >/dev/null 2>&1; do
-        tries=$((tries + 1))
-        if ! kill -0 "$cblockd_pid" 2>/dev/null; then
-            status=0
-            wait "$cblockd_pid" || status=$?
-            note "cblockd exited with status $status: $(tail -n 1 "$work/cblockd.log")"
-            cblockd_pid=
-            return 1
-        fi
-        if [ "$tries" -gt 50 ]; then
-            note "cblockd did not answer on $CBLOCK_SOCKET within 10 seconds: $(tail -n 1 "$work/cblockd.log")"
-            return 1
-        fi
-        sleep 0.2
-    done
+    mkdir -p "$work/base-context"
+    start_private_cblockd "$1" || return 1
 
     cp "$work/busybox-rootfs.tar" "$work/base-context/"
     printf 'FROM scratch\nADD busybox-rootfs.tar /\n' > "$work/base-context/Dockerfile"

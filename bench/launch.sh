@@ -120,31 +120,8 @@ stop_cblocks_instances() {
 # Starts a private cblockd and builds the image from the same archive.
 # Prints why and returns false when any step fails.
 start_cblocks() {
-    local tries=0 status cblock_real
-    cblock_real=$(realpath "$1")
-    mkdir -p "$work/bin" "$work/cblocks" "$work/context"
-    ln -s "$cblock_real" "$work/bin/cblock"
-    ln -s "$cblock_real" "$work/bin/cblockd"
-    cblock=$work/bin/cblock
-    export CBLOCK_SOCKET="$work/cblock.sock"
-
-    "$work/bin/cblockd" -d "$work/cblocks/data" -U "$CBLOCK_SOCKET" > "$work/cblockd.log" 2>&1 &
-    cblockd_pid=$!
-    until "$cblock" instances >/dev/null 2>&1; do
-        tries=$((tries + 1))
-        if ! kill -0 "$cblockd_pid" 2>/dev/null; then
-            status=0
-            wait "$cblockd_pid" || status=$?
-            note "cblockd exited with status $status: $(tail -n 1 "$work/cblockd.log")"
-            cblockd_pid=
-            return 1
-        fi
-        if [ "$tries" -gt 50 ]; then
-            note "cblockd did not answer on $CBLOCK_SOCKET within 10 seconds: $(tail -n 1 "$work/cblockd.log")"
-            return 1
-        fi
-        sleep 0.2
-    done
+    mkdir -p "$work/context"
+    start_private_cblockd "$1" || return 1
 
     cp "$work/busybox-rootfs.tar" "$work/context/"
     printf 'FROM scratch\nADD busybox-rootfs.tar /\n' > "$work/context/Dockerfile"

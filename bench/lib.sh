@@ -228,3 +228,36 @@ describe_machine() {
         "$(awk '/^MemTotal:/ { print int($2 / 1024) }' /proc/meminfo)" "$(uname -r)" \
         "$(cat /etc/debian_version 2>/dev/null || echo unknown)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 }
+
+# Starts cblockd from the cblock binary BINARY on a socket and data
+# directory below $work, and waits until it answers. Sets cblock (the
+# client's path), cblockd_pid and CBLOCK_SOCKET, for the caller's cleanup
+# and commands. Prints why and returns false when cblockd exits or does not
+# answer within 10 seconds.
+start_private_cblockd() {
+    local tries=0 status real
+    real=$(realpath "$1")
+    mkdir -p "$work/bin" "$work/cblocks"
+    ln -s "$real" "$work/bin/cblock"
+    ln -s "$real" "$work/bin/cblockd"
+    cblock=$work/bin/cblock
+    export CBLOCK_SOCKET="$work/cblock.sock"
+
+    "$work/bin/cblockd" -d "$work/cblocks/data" -U "$CBLOCK_SOCKET" > "$work/cblockd.log" 2>&1 &
+    cblockd_pid=$!
+    until "$cblock" instances >/dev/null 2>&1; do
+        tries=$((tries + 1))
+        if ! kill -0 "$cblockd_pid" 2>/dev/null; then
+            status=0
+            wait "$cblockd_pid" || status=$?
+            note "cblockd exited with status $status: $(tail -n 1 "$work/cblockd.log")"
+            cblockd_pid=
+            return 1
+        fi
+        if [ "$tries" -gt 50 ]; then
+            note "cblockd did not answer on $CBLOCK_SOCKET within 10 seconds: $(tail -n 1 "$work/cblockd.log")"
+            return 1
+        fi
+        sleep 0.2
+    done
+}
