@@ -361,6 +361,27 @@ fn sigpipe_default_in_container() {
 }
 
 #[test]
+fn host_devices_denied() {
+    // The default capabilities include CAP_MKNOD, so the container can
+    // make a node for the host's first loop device; the devices cgroup
+    // must keep it from opening it. /dev/null's numbers stay usable.
+    let mut bundle = Bundle::new("devices");
+    let spec = bundle.spec(
+        "devices",
+        "mknod /tmp/loop b 7 0 && mknod /tmp/null c 1 3 || echo mknod-failed; \
+         head -c 1 /tmp/loop >/dev/null 2>/tmp/err; cat /tmp/err; \
+         echo data > /tmp/null && echo null-writable",
+    );
+    let out = stdout_of(&bundle.run("devices", &spec));
+    assert!(!out.contains("mknod-failed"), "{out}");
+    assert!(
+        out.contains("Operation not permitted"),
+        "the container opened the host's loop device: {out}"
+    );
+    assert!(out.contains("null-writable"), "{out}");
+}
+
+#[test]
 fn masked_paths_empty() {
     let mut bundle = Bundle::new("masked");
     let spec = bundle.spec(

@@ -268,8 +268,15 @@ pub fn reserve(path: &str) -> Result<Creation, Error> {
 
 impl Creation {
     /// Creates the v1 cgroups and writes the limits of `resources` in
-    /// every hierarchy. On failure the caller destroys `self.cgroup`.
-    pub fn complete(&mut self, resources: Option<&Resources>) -> Result<(), Error> {
+    /// every hierarchy. The v1 devices cgroup allows `device_rules` (the
+    /// configured rules, then one per configured device node) on top of
+    /// the standard devices and denies the rest. On failure the caller
+    /// destroys `self.cgroup`.
+    pub fn complete(
+        &mut self,
+        resources: Option<&Resources>,
+        device_rules: &[DeviceRule],
+    ) -> Result<(), Error> {
         for (index, hierarchy) in self.hierarchies.iter().enumerate() {
             let dir = hierarchy.mount.join(&self.relative);
             if !hierarchy.unified {
@@ -290,6 +297,10 @@ impl Creation {
                 } else {
                     apply_v1(&dir, &hierarchy.controllers, resources)?;
                 }
+            }
+            // The device rules apply with or without linux.resources.
+            if !hierarchy.unified && hierarchy.controllers.iter().any(|c| c == "devices") {
+                apply_devices_v1(&dir, device_rules)?;
             }
         }
         if let Some(resources) = resources {
@@ -445,7 +456,6 @@ fn apply_v1(dir: &Path, controllers: &[String], resources: &Resources) -> Result
                     apply_blkio_v1(dir, block_io)?;
                 }
             }
-            "devices" => apply_devices_v1(dir, &resources.devices)?,
             "hugetlb" => {
                 for limit in &resources.hugepage_limits {
                     let name = format!("hugetlb.{}.limit_in_bytes", limit.page_size);
@@ -604,7 +614,13 @@ const STANDARD_DEVICE_RULES: &[&str] = &[
     "c 136:* rwm",
 ];
 
+/// Writes the device rules of a v1 devices cgroup: every device denied,
+/// then the configured rules in order, then the standard devices. A new
+/// cgroup inherits its parent's rules, which on most hosts allow every
+/// device, so without the first rule a container with CAP_MKNOD could make
+/// and open the host's disks.
 fn apply_devices_v1(dir: &Path, rules: &[DeviceRule]) -> Result<(), Error> {
+    write_file(dir, "devices.deny", "a")?;
     for rule in rules {
         let file = if rule.allow {
             "devices.allow"

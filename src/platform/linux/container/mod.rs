@@ -393,7 +393,7 @@ fn start_setup(
                 .linux
                 .as_ref()
                 .and_then(|l| l.resources.as_ref());
-            creation.complete(resources)
+            creation.complete(resources, &device_rules(request.spec))
         }
         CgroupSetup::Join(_) => Ok(()),
     };
@@ -476,6 +476,33 @@ fn start_setup(
             Err(err)
         }
     }
+}
+
+/// Returns the device rules of the container's devices cgroup: the
+/// configured ones, then an allow rule for each device node that
+/// `linux.devices` asks for, as runc adds them.
+fn device_rules(spec: &Spec) -> Vec<crate::oci::runtime_spec::DeviceRule> {
+    let linux = spec.linux_or_default();
+    let mut rules = linux
+        .resources
+        .as_ref()
+        .map(|r| r.devices.clone())
+        .unwrap_or_default();
+    for device in &linux.devices {
+        let kind = if device.kind == "u" {
+            "c"
+        } else {
+            &device.kind
+        };
+        rules.push(crate::oci::runtime_spec::DeviceRule {
+            allow: true,
+            kind: Some(kind.to_string()),
+            major: Some(device.major),
+            minor: Some(device.minor),
+            access: Some("rwm".into()),
+        });
+    }
+    rules
 }
 
 /// Whether the setup process can start in the container's new PID
