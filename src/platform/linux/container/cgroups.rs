@@ -104,6 +104,16 @@ fn hierarchies() -> Result<Vec<Hierarchy>, Error> {
     Ok(found)
 }
 
+/// Returns whether a v1 devices hierarchy is mounted, which is how this
+/// runtime enforces device rules.
+pub fn enforces_device_rules() -> bool {
+    hierarchies().is_ok_and(|found| {
+        found
+            .iter()
+            .any(|h| !h.unified && h.controllers.iter().any(|c| c == "devices"))
+    })
+}
+
 /// Returns whether the host runs cgroup v2 alone.
 pub fn is_unified_only() -> bool {
     hierarchies()
@@ -743,8 +753,9 @@ fn apply_v2(
         write_file(dir, key, value)?;
     }
     // TODO: device rules on cgroup v2 need an eBPF program attached to the
-    // cgroup. Until that exists, device access there is limited only by the
-    // container's /dev, which contains just the configured nodes.
+    // cgroup. Until that exists, the container process loses CAP_MKNOD on
+    // hosts without a v1 devices hierarchy (see `enforces_device_rules`),
+    // so it can open only the nodes the runtime made in its /dev.
     Ok(())
 }
 

@@ -65,6 +65,10 @@ struct InitConfig {
     /// new PID namespace, so the setup process becomes the container
     /// process without a fork.
     started_in_pid_namespace: bool,
+    /// No devices cgroup enforces device rules, so the process must not
+    /// keep CAP_MKNOD: with it, it could make and open a node for any host
+    /// device.
+    drop_mknod: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -365,6 +369,7 @@ fn start_setup(
         no_pivot: request.no_pivot,
         parent_hooks,
         started_in_pid_namespace: child.in_new_pid_namespace,
+        drop_mknod: !cgroups::enforces_device_rules(),
     };
 
     let mut channel = match Channel::new(parent_end) {
@@ -936,7 +941,13 @@ fn prepare_process(
     config: &InitConfig,
     keep_fds: &[RawFd],
 ) -> Result<(CString, Vec<seccompiler::BpfProgram>), Error> {
-    let process = &config.process;
+    let mut process = config.process.clone();
+    if config.drop_mknod {
+        if let Some(capabilities) = process.capabilities.as_mut() {
+            process::remove_capability(capabilities, "CAP_MKNOD");
+        }
+    }
+    let process = &process;
     process::set_rlimits(&process.rlimits)?;
 
     // Everything that a restrictive seccomp profile might reject comes

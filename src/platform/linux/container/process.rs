@@ -390,6 +390,22 @@ pub fn exec(program: &CString, process: &Process) -> Error {
     os_error(format!("executing {}", program.to_string_lossy()))
 }
 
+/// Removes capability `name` (`CAP_...`, or without the prefix) from every
+/// set of `capabilities`.
+pub fn remove_capability(capabilities: &mut Capabilities, name: &str) {
+    let short = name.trim_start_matches("CAP_");
+    let sets = [
+        &mut capabilities.bounding,
+        &mut capabilities.effective,
+        &mut capabilities.inheritable,
+        &mut capabilities.permitted,
+        &mut capabilities.ambient,
+    ];
+    for set in sets {
+        set.retain(|entry| entry.trim_start_matches("CAP_") != short);
+    }
+}
+
 /// Default capabilities of cblocks' own containers: the set Docker grants.
 pub fn default_capabilities() -> Capabilities {
     let names: Vec<String> = [
@@ -423,6 +439,23 @@ pub fn default_capabilities() -> Capabilities {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remove_capability_from_every_set() {
+        let mut capabilities = default_capabilities();
+        assert!(capabilities.bounding.iter().any(|c| c == "CAP_MKNOD"));
+        remove_capability(&mut capabilities, "CAP_MKNOD");
+        for set in [
+            &capabilities.bounding,
+            &capabilities.effective,
+            &capabilities.inheritable,
+            &capabilities.permitted,
+            &capabilities.ambient,
+        ] {
+            assert!(!set.iter().any(|c| c.ends_with("MKNOD")), "{set:?}");
+        }
+        assert!(capabilities.bounding.iter().any(|c| c == "CAP_CHOWN"));
+    }
 
     #[test]
     fn cap_mask_accepts_short_names() {
