@@ -874,6 +874,9 @@ fn launch_rejects_bad_arguments() {
         (&["-e", "=x"], "has no name", 2),
         (&["--tmpfs", "tmp"], "not absolute", 2),
         (&["--hostname", "a b"], "hostname \"a b\" is not valid", 1),
+        (&["-V", "/tmp:/"], "container's root", 1),
+        (&["-V", "/tmp:/dev"], "path the runtime builds", 1),
+        (&["--tmpfs", "/proc/sys"], "path the runtime builds", 1),
     ];
     for (extra, message, code) in cases {
         let mut args = vec!["launch", "-n", "alpine"];

@@ -28,6 +28,14 @@ pub fn mount_id(id: &str) -> String {
 /// the instance id. On failure it removes the mount and directory it made.
 pub fn launch(daemon: &Arc<Daemon>, request: &LaunchRequest) -> Result<String, Error> {
     let network = network_mode(request)?;
+    for target in request
+        .volumes
+        .iter()
+        .map(|volume| volume.target.as_str())
+        .chain(request.tmpfs.iter().map(String::as_str))
+    {
+        check_mount_target(target)?;
+    }
     if let Some(name) = &request.hostname {
         super::protocol::check_id(name).map_err(|_| {
             Error::Invalid(format!(
@@ -75,6 +83,56 @@ fn discard(daemon: &Daemon, id: &str) {
     if let Err(err) = daemon.store.remove(id) {
         log_error!(Some(id), "failed to remove the instance directory: {err}");
     }
+}
+
+/// Files and directories that the runtime mounts or creates in every
+/// container. A volume there would hide them, and the runtime's writes
+/// there would go to the volume's host directory.
+const RUNTIME_PATHS: &[&str] = &[
+    "/dev",
+    "/dev/pts",
+    "/dev/shm",
+    "/dev/mqueue",
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/console",
+    "/dev/ptmx",
+    "/dev/fd",
+    "/dev/stdin",
+    "/dev/stdout",
+    "/dev/stderr",
+    "/dev/core",
+    "/proc",
+    "/sys",
+];
+
+/// Rejects a volume or tmpfs target that would replace the container's
+/// root or a path the runtime builds: `/`, `/dev` and its standard nodes,
+/// and anything at or below `/proc` and `/sys`.
+fn check_mount_target(target: &str) -> Result<(), Error> {
+    // The same path as the runtime sees it: no `.` parts, no repeated or
+    // trailing slashes. `..` parts are resolved inside the root later.
+    let parts: Vec<&str> = target
+        .split('/')
+        .filter(|part| !part.is_empty() && *part != ".")
+        .collect();
+    let normal = format!("/{}", parts.join("/"));
+    let reserved = normal == "/"
+        || parts.contains(&"..")
+        || RUNTIME_PATHS.contains(&normal.as_str())
+        || normal.starts_with("/proc/")
+        || normal.starts_with("/sys/");
+    if reserved {
+        return Err(Error::Invalid(format!(
+            "mount target {target:?} is the container's root, contains '..', or is a path the \
+             runtime builds (/dev and its devices, /proc, /sys); choose another path"
+        )));
+    }
+    Ok(())
 }
 
 fn network_mode(request: &LaunchRequest) -> Result<NetworkMode, Error> {
@@ -253,6 +311,29 @@ mod tests {
             entrypoint: Some(entrypoint.iter().map(|s| s.to_string()).collect()),
             cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn mount_targets_checked() {
+        for bad in [
+            "/",
+            "//",
+            "/.",
+            "/dev",
+            "/dev/",
+            "/./dev",
+            "/dev/null",
+            "/dev/pts",
+            "/proc",
+            "/proc/sys",
+            "/sys/fs/cgroup",
+            "/data/../dev",
+        ] {
+            assert!(check_mount_target(bad).is_err(), "{bad} was accepted");
+        }
+        for good in ["/data", "/dev/snd", "/devices", "/srv/proc", "/system"] {
+            assert!(check_mount_target(good).is_ok(), "{good} was rejected");
         }
     }
 
