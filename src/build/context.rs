@@ -70,7 +70,10 @@ pub fn pack(
 ) -> Result<Packed, Error> {
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
-    builder.mode(tar::HeaderMode::Deterministic);
+    // Complete headers: COPY keeps a file's mode and modification time, as
+    // in Docker, so a 0600 file stays 0600. The order keeps the stream the
+    // same for the same tree.
+    builder.mode(tar::HeaderMode::Complete);
     let mut packed = Packed::default();
     let mut pending = vec![String::new()];
 
@@ -234,6 +237,37 @@ mod tests {
         assert_eq!(names, expected);
         assert_eq!(packed.files, 3);
         assert_eq!(packed.bytes, 29);
+    }
+
+    #[test]
+    fn stage_keeps_modes_and_times() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_tree("modes");
+        fs::write(dir.join("secret"), "key").unwrap();
+        fs::set_permissions(dir.join("secret"), fs::Permissions::from_mode(0o600)).unwrap();
+        fs::set_permissions(dir.join("src"), fs::Permissions::from_mode(0o700)).unwrap();
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        fs::File::options()
+            .write(true)
+            .open(dir.join("secret"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let dest = dir.with_extension("staged");
+        let _ = fs::remove_dir_all(&dest);
+        fs::create_dir_all(&dest).unwrap();
+
+        let staged = stage(&dir, &ExcludeLogs, &dest);
+        let secret = fs::metadata(dest.join("secret"));
+        let src = fs::metadata(dest.join("src"));
+        fs::remove_dir_all(&dir).unwrap();
+        fs::remove_dir_all(&dest).unwrap();
+
+        staged.unwrap();
+        let secret = secret.unwrap();
+        assert_eq!(secret.permissions().mode() & 0o7777, 0o600);
+        assert_eq!(secret.modified().unwrap(), old);
+        assert_eq!(src.unwrap().permissions().mode() & 0o7777, 0o700);
     }
 
     #[test]
