@@ -361,6 +361,31 @@ fn sigpipe_default_in_container() {
 }
 
 #[test]
+fn missing_cwd_created_and_home_set() {
+    let mut bundle = Bundle::new("cwd");
+    fs::write(
+        bundle.path().join("rootfs/etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nguest:x:405:100:guest:/home/guest:/bin/sh\n",
+    )
+    .unwrap();
+    let mut spec = bundle.spec("cwd", "echo cwd=$(pwd) home=$HOME");
+    spec.process.as_mut().unwrap().cwd = "/new/dir".into();
+    let out = stdout_of(&bundle.run("cwd", &spec));
+    assert!(out.contains("cwd=/new/dir"), "{out}");
+    assert!(out.contains("home=/root"), "{out}");
+
+    // A user without a passwd entry gets /, and a configured HOME stays.
+    let mut spec = bundle.spec("cwd", "echo home=$HOME");
+    spec.process.as_mut().unwrap().user.uid = 4242;
+    let out = stdout_of(&bundle.run("cwd-nobody", &spec));
+    assert!(out.contains("home=/\n") || out.ends_with("home=/"), "{out}");
+    let mut spec = bundle.spec("cwd", "echo home=$HOME");
+    spec.process.as_mut().unwrap().env.push("HOME=/srv".into());
+    let out = stdout_of(&bundle.run("cwd-set", &spec));
+    assert!(out.contains("home=/srv"), "{out}");
+}
+
+#[test]
 fn host_devices_denied() {
     // The default capabilities include CAP_MKNOD, so the container can
     // make a node for the host's first loop device; the devices cgroup

@@ -32,7 +32,7 @@ use std::ffi::CString;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -833,7 +833,7 @@ fn start_container(
     let fifo_fd = fifo.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
     let mut keep = channel.fds();
     keep.push(fifo_fd);
-    let (program, seccomp_late) = prepare_process(config, &keep)?;
+    let (program, seccomp_late, prepared) = prepare_process(config, &keep)?;
     channel.send(&Message::Created)?;
 
     if let Some(fifo) = fifo {
@@ -850,7 +850,7 @@ fn start_container(
             unsafe { libc::_exit(1) };
         }
     }
-    finish_and_exec(&program, process, seccomp_late)
+    finish_and_exec(&program, &prepared, seccomp_late)
 }
 
 /// Opens `path` with O_PATH, which does not block on a FIFO. libc is called
@@ -894,9 +894,9 @@ fn start_exec_process(config: &InitConfig, channel: &mut Channel) -> Result<(), 
         })?;
         attach_terminal(config, false)?;
     }
-    let (program, seccomp_late) = prepare_process(config, &channel.fds())?;
+    let (program, seccomp_late, prepared) = prepare_process(config, &channel.fds())?;
     channel.send(&Message::Created)?;
-    finish_and_exec(&program, &config.process, seccomp_late)
+    finish_and_exec(&program, &prepared, seccomp_late)
 }
 
 /// Opens the terminal, sends its master to the console socket and makes it
@@ -936,12 +936,19 @@ fn attach_terminal(config: &InitConfig, bind_console: bool) -> Result<(), Error>
 
 /// Applies limits, identity and (when no_new_privs is off) seccomp, closes
 /// stray descriptors, enters the working directory and finds the program.
-/// Returns the program and the seccomp filters still to load.
+/// Returns the program, the seccomp filters still to load and the process
+/// as it runs: with HOME set and, where needed, without CAP_MKNOD.
 fn prepare_process(
     config: &InitConfig,
     keep_fds: &[RawFd],
-) -> Result<(CString, Vec<seccompiler::BpfProgram>), Error> {
+) -> Result<(CString, Vec<seccompiler::BpfProgram>, Process), Error> {
     let mut process = config.process.clone();
+    if process::env_value(&process.env, "HOME").is_none() {
+        // As runc does: the user's home from the container's passwd file,
+        // else /. Read after pivot_root, so it is the container's file.
+        let home = process::home_of(process.user.uid).unwrap_or_else(|| "/".into());
+        process.env.push(format!("HOME={home}"));
+    }
     if config.drop_mknod {
         if let Some(capabilities) = process.capabilities.as_mut() {
             process::remove_capability(capabilities, "CAP_MKNOD");
@@ -977,7 +984,7 @@ fn prepare_process(
     // SAFETY: umask has no memory effects.
     unsafe { libc::umask(umask as libc::mode_t) };
 
-    Ok((program, late))
+    Ok((program, late, process.clone()))
 }
 
 /// Closes every descriptor above the standard streams except the preserved
@@ -1010,8 +1017,21 @@ fn close_range(low: libc::c_uint, high: libc::c_uint) -> Result<(), Error> {
     Ok(())
 }
 
+/// Changes to the working directory, creating it (mode 0755) when it is
+/// missing, as runc and Docker do. Runs after `pivot_root`, so the path is
+/// resolved inside the container.
 fn enter_cwd(cwd: &str) -> Result<(), Error> {
     check_cwd(cwd)?;
+    if !Path::new(cwd).exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(cwd)
+            .map_err(|e| Error::Io {
+                context: format!("creating the working directory {cwd}"),
+                source: e,
+            })?;
+    }
     nix::unistd::chdir(cwd).map_err(|e| Error::Io {
         context: format!("changing to the working directory {cwd}"),
         source: e.into(),

@@ -390,6 +390,17 @@ pub fn exec(program: &CString, process: &Process) -> Error {
     os_error(format!("executing {}", program.to_string_lossy()))
 }
 
+/// Returns the home directory of `uid` in `/etc/passwd` of the current
+/// root, or `None` when the file or the user is missing.
+pub fn home_of(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() >= 6 && fields[2].parse() == Ok(uid) && !fields[5].is_empty())
+            .then(|| fields[5].to_string())
+    })
+}
+
 /// Removes capability `name` (`CAP_...`, or without the prefix) from every
 /// set of `capabilities`.
 pub fn remove_capability(capabilities: &mut Capabilities, name: &str) {
