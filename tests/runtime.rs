@@ -894,6 +894,39 @@ fn user_namespace_maps_ids() {
 }
 
 #[test]
+fn user_namespace_joined_by_path() {
+    let mut bundle = Bundle::new("userns-join");
+    let map = IdMapping {
+        container_id: 0,
+        host_id: 100_000,
+        size: 65_536,
+    };
+    chown_tree(&bundle.path().join("rootfs"), 100_000);
+    let mut spec = bundle.spec("userns-a", "sleep 30");
+    let linux = spec.linux.as_mut().unwrap();
+    linux.namespaces.push(Namespace {
+        kind: "user".into(),
+        path: None,
+    });
+    linux.uid_mappings = vec![map];
+    linux.gid_mappings = vec![map];
+    let first = bundle.run_detached("userns-a", &spec);
+    let pid = bundle.state(&first)["pid"].as_i64().unwrap();
+    let expected = fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+
+    // A second container in the first one's user namespace, with a mount
+    // namespace of its own whose mount points it must be able to create.
+    let mut spec = bundle.spec("userns-b", "readlink /proc/self/ns/user; id -u");
+    spec.linux.as_mut().unwrap().namespaces.push(Namespace {
+        kind: "user".into(),
+        path: Some(format!("/proc/{pid}/ns/user")),
+    });
+    let out = stdout_of(&bundle.run("userns-b", &spec));
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(words, [expected.to_str().unwrap(), "0"], "{out}");
+}
+
+#[test]
 fn network_namespace_joined_by_path() {
     let mut bundle = Bundle::new("netns");
     let spec = bundle.spec("netns-a", "sleep 30");

@@ -667,6 +667,9 @@ fn enter_namespaces(config: &InitConfig, channel: &mut Channel) -> Result<(), Er
     });
     for (kind, path, fd) in &joins {
         set_namespace(fd, kind, path)?;
+        if kind == "user" {
+            become_namespace_root();
+        }
     }
 
     let mut new_flags = CloneFlags::empty();
@@ -683,13 +686,7 @@ fn enter_namespaces(config: &InitConfig, channel: &mut Channel) -> Result<(), Er
         })?;
         channel.send(&Message::UserNamespace)?;
         channel.expect_continue()?;
-        // Become the namespace's root where the maps allow it; the
-        // capabilities of the namespace's creator are kept either way.
-        // SAFETY: plain id-setting syscalls.
-        unsafe {
-            libc::setresgid(0, 0, 0);
-            libc::setresuid(0, 0, 0);
-        }
+        become_namespace_root();
         new_flags.remove(CloneFlags::CLONE_NEWUSER);
     }
     if !new_flags.is_empty() {
@@ -732,8 +729,24 @@ fn join_namespaces_of(target: i32) -> Result<(), Error> {
     }
     for (kind, path, fd) in &joins {
         set_namespace(fd, kind, path)?;
+        if *kind == "user" {
+            become_namespace_root();
+        }
     }
     Ok(())
+}
+
+/// Becomes uid and gid 0 of the user namespace just entered, where its maps
+/// allow it: the host ids this process had are not mapped there, and files
+/// it creates would fail with EOVERFLOW. The capabilities in the namespace
+/// stay either way.
+fn become_namespace_root() {
+    // SAFETY: plain id-setting syscalls; a failure leaves the ids as they
+    // were, which the next step reports.
+    unsafe {
+        libc::setresgid(0, 0, 0);
+        libc::setresuid(0, 0, 0);
+    }
 }
 
 fn os_error(context: String) -> Error {
