@@ -510,6 +510,21 @@ COPY --from=1 /out/two.txt /result/
         let (result, _) = setup.build(text, "never", bad_target);
         let err = result.unwrap_err().to_string();
         assert!(err.contains("\"nonexistent\""), "{err}");
+
+        // A name that is no stage is an image, as in Docker; a missing one
+        // fails the build with the stages listed.
+        let typo = "FROM scratch AS first\nCOPY one.txt /one.txt\nFROM scratch\nCOPY --from=frist /one.txt /\n";
+        let (result, _) = setup.build(typo, "typo", Options::default());
+        let err = result.unwrap_err().to_string();
+        assert!(
+            err.contains("COPY --from=frist names no earlier stage and no image"),
+            "{err}"
+        );
+        assert!(err.contains("0 (first)"), "{err}");
+        assert!(
+            setup.store.resolve("typo").is_err(),
+            "a failed build tagged an image"
+        );
     }
 
     #[test]

@@ -642,7 +642,25 @@ impl StageRun<'_, '_> {
                 )
             }
             Some(CopySource::Image(reference)) => {
-                let image = self.build.store.resolve(reference)?;
+                let image = self.build.store.resolve(reference).map_err(|err| {
+                    let stages: Vec<String> = self.build.file.stages[..self.index]
+                        .iter()
+                        .enumerate()
+                        .map(|(index, stage)| match &stage.name {
+                            Some(name) => format!("{index} ({name})"),
+                            None => index.to_string(),
+                        })
+                        .collect();
+                    let stages = if stages.is_empty() {
+                        "none".to_string()
+                    } else {
+                        stages.join(", ")
+                    };
+                    self.failure(format!(
+                        "COPY --from={reference} names no earlier stage and no image: {err}; \
+                         the earlier stages are: {stages}"
+                    ))
+                })?;
                 (
                     Source::Layers(image.layers.last().cloned()),
                     format!("image {reference}"),

@@ -1014,16 +1014,9 @@ impl Checker<'_, '_> {
                 format!("copy only from an earlier stage, or move stage {value} before this one; {earlier_list}"),
             ));
         }
-        if value.contains(['/', ':', '@']) {
-            return Ok(CopySource::Image(value.to_string()));
-        }
-        Err(self.error(
-            at,
-            format!("COPY --from={value} names no earlier stage"),
-            format!(
-                "{earlier_list}; to copy from an image, give its tag, as in --from={value}:latest"
-            ),
-        ))
+        // Any other name is an image, as in Docker; the build names the
+        // stages when no such image exists.
+        Ok(CopySource::Image(value.to_string()))
     }
 
     fn expose(&self, node: &Node) -> Result<Vec<Word>, Error> {
