@@ -699,6 +699,16 @@ COPY --from=one /t.txt /one.txt
             Some("12")
         );
         assert_eq!(image.layers.len(), 2, "the pivoted root and the -F spec");
+
+        // ROOTPIVOT on the stage's own root is refused, also through '..',
+        // rather than taking the root user's home for the new root.
+        for dir in ["/", "/root/../.."] {
+            setup.write("pivot.txt", "x");
+            let text = format!("FROM scratch\nCOPY pivot.txt /root/pivot.txt\nROOTPIVOT {dir}\n");
+            let (result, _) = setup.build(&text, "pivot-root", Options::default());
+            let err = result.unwrap_err().to_string();
+            assert!(err.contains("is the stage's root itself"), "{dir}: {err}");
+        }
     }
 
     #[test]

@@ -127,6 +127,14 @@ fn pivot_root_layer(build: &Build, top: Option<&str>, dir: &str) -> Result<Strin
     let (mount_id, rootfs) = build.mount("pivot", top)?;
     let result = (|| {
         let resolved = rootpath::resolve(&rootfs, dir, Missing::Fail)?;
+        if resolved.as_os_str().is_empty() {
+            // The stage's own root: the `DIR/root` rule would otherwise
+            // pick the root user's home directory.
+            return Err(Error::Runner(format!(
+                "ROOTPIVOT {dir}: the directory is the stage's root itself; give the \
+                 subdirectory that holds the new root"
+            )));
+        }
         let mut pivot = rootfs.join(&resolved);
         if !pivot.is_dir() {
             return Err(Error::Runner(format!(
