@@ -990,11 +990,16 @@ fn launch_container_end_to_end() {
         daemon.log_text()
     );
     let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
     assert!(
-        stdout.contains("container launched: instance: "),
-        "{stdout}"
+        stderr.contains("container launched: instance: "),
+        "{stderr}"
     );
-    let id = stdout
+    assert!(
+        !stdout.contains("container launched"),
+        "the launch line mixes with the container's output: {stdout}"
+    );
+    let id = stderr
         .split("instance: ")
         .nth(1)
         .unwrap()

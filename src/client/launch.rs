@@ -112,10 +112,12 @@ pub fn run(globals: &Globals, args: Args) -> crate::Result<ExitCode> {
         Response::Launched { id } => id,
         other => return Err(unexpected(&other).into()),
     };
-    println!("cellblock: container launched: instance: {id}");
     if !attach {
+        println!("cellblock: container launched: instance: {id}");
         return Ok(ExitCode::SUCCESS);
     }
+    // Attached, standard output carries only the container's output.
+    eprintln!("cellblock: container launched: instance: {id}");
     run_session(
         stream,
         &Session {
