@@ -917,7 +917,11 @@ fn add_busybox_image(data: &Path) {
         "root:x:0:0::/:/bin/sh\nguest:x:405:100::/:/bin/sh\n",
     )
     .unwrap();
-    fs::write(tree.join("etc/group"), "root:x:0:\nusers:x:100:\n").unwrap();
+    fs::write(
+        tree.join("etc/group"),
+        "root:x:0:\nusers:x:100:\naudio:x:29:guest\n",
+    )
+    .unwrap();
 
     let mut layer_tar = Vec::new();
     write_diff(
@@ -1042,7 +1046,7 @@ fn launch_container_end_to_end() {
         "--",
         "sh",
         "-c",
-        "echo up as $(id -u); while read l; do echo \"got:$l\"; stty size; done",
+        "echo up as $(id -u) groups $(id -G); while read l; do echo \"got:$l\"; stty size; done",
     ]);
     assert!(launched.status.success(), "{}", text(&launched.stderr));
     let listed = daemon.list(false);
@@ -1051,7 +1055,7 @@ fn launch_container_end_to_end() {
     let tty = listed[0].tty.clone().unwrap_or_default();
     assert!(tty.starts_with("/dev/pts/"), "{tty}");
     let mut console = PtyClient::start(&daemon, &["console", "-n", "web"], 33, 101);
-    console.expect("up as 405");
+    console.expect("up as 405 groups 100 29");
     console.write(b"one\r");
     console.expect("got:one");
     console.expect("33 101");

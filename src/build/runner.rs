@@ -38,6 +38,8 @@ pub struct StepProcess<'a> {
     pub env: &'a [String],
     pub cwd: &'a str,
     pub user: Owner,
+    /// Supplementary group ids of the user.
+    pub groups: &'a [u32],
     pub network: Network,
     pub hostname: &'a str,
     /// Host directory for the runtime's bundle and state files.
@@ -93,6 +95,7 @@ impl StepRunner for RuntimeRunner {
             cwd: process.cwd.to_string(),
             uid: process.user.uid,
             gid: process.user.gid,
+            additional_gids: process.groups.to_vec(),
             hostname: Some(process.hostname.to_string()),
             terminal: false,
             rootfs: process.rootfs.display().to_string(),

@@ -500,7 +500,7 @@ impl StageRun<'_, '_> {
         let (mount_id, rootfs) = self.build.mount(&label, self.result.top.as_deref())?;
         let env = self.run_env();
         let cwd = self.workdir();
-        let user = self.resolve_user(&rootfs)?;
+        let (user, groups) = self.resolve_user(&rootfs)?;
         let resolv = Path::new("etc/resolv.conf");
         let had_resolv = fs::symlink_metadata(rootfs.join(resolv)).is_ok();
         let network = match run.network {
@@ -517,6 +517,7 @@ impl StageRun<'_, '_> {
             env: &env,
             cwd: &cwd,
             user,
+            groups: &groups,
             network,
             hostname: "cblock-build",
             work_dir: &self.build.work_dir,
@@ -561,7 +562,8 @@ impl StageRun<'_, '_> {
     }
 
     /// Resolves USER against the stage's own passwd and group files.
-    fn resolve_user(&self, rootfs: &Path) -> Result<Owner, Error> {
+    /// Resolves the stage's USER to an owner and its supplementary groups.
+    fn resolve_user(&self, rootfs: &Path) -> Result<(Owner, Vec<u32>), Error> {
         let user = self
             .result
             .config
@@ -570,8 +572,13 @@ impl StageRun<'_, '_> {
             .and_then(|c| c.user.clone())
             .filter(|user| !user.is_empty());
         match user {
-            None => Ok(Owner { uid: 0, gid: 0 }),
-            Some(spec) => self.resolve_owner(rootfs, &spec),
+            None => Ok((Owner { uid: 0, gid: 0 }, Vec::new())),
+            Some(spec) => {
+                let owner = self.resolve_owner(rootfs, &spec)?;
+                let passwd = read_in_root(rootfs, "/etc/passwd")?;
+                let group = read_in_root(rootfs, "/etc/group")?;
+                Ok((owner, users::supplementary_groups(&spec, &passwd, &group)))
+            }
         }
     }
 

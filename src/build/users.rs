@@ -85,9 +85,50 @@ pub fn resolve_owner(spec: &str, passwd: &str, group: &str) -> Result<Owner, Err
     Ok(Owner { uid, gid })
 }
 
+/// Returns the supplementary groups of the user in `spec` (`user` or
+/// `user:group`, by name or id): the ids of the groups in the group file
+/// that list the user's name as a member, as `docker run --user` gives
+/// them. A user without a passwd entry has none.
+pub fn supplementary_groups(spec: &str, passwd: &str, group: &str) -> Vec<u32> {
+    let user = spec.split_once(':').map_or(spec, |(user, _)| user);
+    let name = match user.parse::<u32>() {
+        Ok(uid) => passwd_entries(passwd)
+            .find(|entry| entry.uid == uid)
+            .map(|entry| entry.name),
+        Err(_) => Some(user),
+    };
+    let Some(name) = name else {
+        return Vec::new();
+    };
+    let mut gids: Vec<u32> = group
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            let members = fields.get(3)?;
+            members
+                .split(',')
+                .any(|member| member.trim() == name)
+                .then(|| fields.get(2)?.parse().ok())?
+        })
+        .collect();
+    gids.sort_unstable();
+    gids.dedup();
+    gids
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn supplementary_groups_from_membership() {
+        let passwd = "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+        let group = "root:x:0:\naudio:x:29:alice,bob\nvideo:x:44:bob, alice\nalice:x:1000:\n";
+        assert_eq!(supplementary_groups("alice", passwd, group), [29, 44]);
+        assert_eq!(supplementary_groups("1000:1000", passwd, group), [29, 44]);
+        assert!(supplementary_groups("root", passwd, group).is_empty());
+        assert!(supplementary_groups("4242", passwd, group).is_empty());
+    }
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
                           www:x:33:34:web:/var/www:/usr/sbin/nologin\n\

@@ -195,15 +195,16 @@ fn prepare(
     let rootfs = daemon.images.mount_image(&mount_id(id), Some(image_id))?;
 
     let user = request.user.clone().or_else(|| settings.user.clone());
-    let (uid, gid) = match user.as_deref().filter(|u| !u.is_empty()) {
+    let (uid, gid, additional_gids) = match user.as_deref().filter(|u| !u.is_empty()) {
         Some(spec) => {
             let passwd = read_in_root(&rootfs, "/etc/passwd");
             let group = read_in_root(&rootfs, "/etc/group");
             let owner = crate::build::users::resolve_owner(spec, &passwd, &group)
                 .map_err(|err| Error::Invalid(err.to_string()))?;
-            (owner.uid, owner.gid)
+            let groups = crate::build::users::supplementary_groups(spec, &passwd, &group);
+            (owner.uid, owner.gid, groups)
         }
-        None => (0, 0),
+        None => (0, 0, Vec::new()),
     };
 
     let mut env = settings.env.clone().unwrap_or_default();
@@ -221,7 +222,7 @@ fn prepare(
             .unwrap_or_else(|| "/".into()),
         uid,
         gid,
-        additional_gids: Vec::new(),
+        additional_gids,
         hostname: Some(request.hostname.clone().unwrap_or_else(|| id.to_string())),
         terminal: true,
         rootfs: rootfs.display().to_string(),
