@@ -386,6 +386,31 @@ fn missing_cwd_created_and_home_set() {
 }
 
 #[test]
+fn run_terminal_takes_caller_size() {
+    // `run` with process.terminal and no console socket proxies the
+    // terminal itself; it must start at the caller's size. script(1)
+    // gives the runtime a terminal of 19 rows and 73 columns.
+    let mut bundle = Bundle::new("run-tty");
+    let mut spec = bundle.spec("run-tty", "stty size");
+    spec.process.as_mut().unwrap().terminal = true;
+    bundle.write(&spec);
+    let id = bundle.id("run-tty");
+    let command = format!(
+        "stty rows 19 cols 73 && {CBLOCK} runtime --root {} run --bundle {} {id}",
+        bundle.root().display(),
+        bundle.path().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("running script(1) from util-linux");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("19 73"), "{stdout}");
+}
+
+#[test]
 fn host_devices_denied() {
     // The default capabilities include CAP_MKNOD, so the container can
     // make a node for the host's first loop device; the devices cgroup

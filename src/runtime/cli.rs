@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -19,7 +19,7 @@ use super::{
     become_subreaper, engine, example_spec, list, parse_signal, write_config, ConsoleMode,
     Container, ContainerConfig, Error, ExecConfig,
 };
-use crate::oci::runtime_spec::{Process, Status};
+use crate::oci::runtime_spec::{ConsoleSize, Process, Status};
 
 /// OCI container runtime with runc's command line.
 #[derive(FromArgs, Debug)]
@@ -452,6 +452,17 @@ fn run_container(root: &Path, a: RunArgs) -> crate::Result<ExitCode> {
     if !a.detach {
         become_subreaper()?;
     }
+    // A terminal this process proxies starts with the size of its own.
+    let console_size = match console {
+        ConsoleMode::Receive => crate::platform::pty::window_size(io::stdin().as_fd())
+            .ok()
+            .filter(|(rows, cols)| *rows > 0 && *cols > 0)
+            .map(|(rows, cols)| ConsoleSize {
+                height: rows,
+                width: cols,
+            }),
+        _ => None,
+    };
     let config = ContainerConfig {
         id: a.id.clone(),
         bundle: PathBuf::from(&a.bundle),
@@ -462,7 +473,7 @@ fn run_container(root: &Path, a: RunArgs) -> crate::Result<ExitCode> {
         no_pivot: a.no_pivot,
         runtime_exe: None,
         stdio: None,
-        console_size: None,
+        console_size,
         start_at_once: true,
     };
     let mut container = Container::create_from(&config, bundle, spec)?;
@@ -472,7 +483,8 @@ fn run_container(root: &Path, a: RunArgs) -> crate::Result<ExitCode> {
     }
 
     let pid = container.pid().unwrap_or_default();
-    forward_signals(pid);
+    let resize_target = master.as_ref().and_then(|fd| fd.try_clone().ok());
+    forward_signals(pid, resize_target);
     let proxy = master.map(proxy_terminal);
     let code = container.wait();
     if let Some(proxy) = proxy {
@@ -521,7 +533,8 @@ fn exec(root: &Path, a: ExecArgs) -> crate::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    forward_signals(pid);
+    let resize_target = master.as_ref().and_then(|fd| fd.try_clone().ok());
+    forward_signals(pid, resize_target);
     let proxy = master.map(proxy_terminal);
     let code = wait_pid(pid);
     if let Some(proxy) = proxy {
@@ -619,9 +632,11 @@ fn wait_pid(pid: i32) -> Result<i32, Error> {
     }
 }
 
-/// Forwards the signals a user sends to `run` or `exec` to the container's
-/// process, from a thread that takes them with sigwait.
-fn forward_signals(pid: i32) {
+/// Forwards the usual termination and user signals to the container's
+/// process. SIGWINCH instead copies this terminal's size to the
+/// container's terminal `resize`, when this process proxies one, and the
+/// kernel then signals the container's foreground processes.
+fn forward_signals(pid: i32, resize: Option<OwnedFd>) {
     use nix::sys::signal::{SigSet, SigmaskHow, Signal};
     let mut set = SigSet::empty();
     for signal in [
@@ -641,8 +656,18 @@ fn forward_signals(pid: i32) {
     let _ = std::thread::Builder::new()
         .name("signal-forwarder".into())
         .spawn(move || loop {
-            if let Ok(signal) = set.wait() {
-                let _ = engine::signal(pid, signal as i32);
+            let Ok(signal) = set.wait() else { continue };
+            match (&resize, signal) {
+                (Some(master), Signal::SIGWINCH) => {
+                    if let Ok((rows, cols)) = crate::platform::pty::window_size(io::stdin().as_fd())
+                    {
+                        let _ =
+                            crate::platform::pty::set_window_size(master.as_raw_fd(), rows, cols);
+                    }
+                }
+                _ => {
+                    let _ = engine::signal(pid, signal as i32);
+                }
             }
         });
 }
