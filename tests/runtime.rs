@@ -700,6 +700,25 @@ fn runtime_binary_not_writable_from_container() {
 }
 
 #[test]
+fn kill_term_ends_created_container() {
+    let mut bundle = Bundle::new("kill-created");
+    let spec = bundle.spec("kill-created", "sleep 30");
+    bundle.write(&spec);
+    let id = bundle.id("kill-created");
+    let bundle_path = bundle.path();
+    let out = bundle.cli(&["create", "--bundle", bundle_path.to_str().unwrap(), &id]);
+    assert!(out.status.success(), "create: {}", text(&out.stderr));
+    assert_eq!(bundle.state(&id)["status"], "created");
+
+    let out = bundle.cli(&["kill", &id, "TERM"]);
+    assert!(out.status.success(), "kill: {}", text(&out.stderr));
+    let stopped = wait_until(Duration::from_secs(10), || {
+        bundle.state(&id)["status"] == "stopped"
+    });
+    assert!(stopped, "SIGTERM did not end the created container");
+}
+
+#[test]
 fn lifecycle_through_cli() {
     let mut bundle = Bundle::new("lifecycle");
     let spec = bundle.spec("lifecycle", "sleep 30");

@@ -881,9 +881,23 @@ fn open_path(path: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Ends the waiting container process on a signal, with the status a
+/// shell reports for it.
+extern "C" fn exit_on_signal(signal: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(128 + signal) }
+}
+
 /// Blocks until `start` opens the FIFO for reading, then writes the byte
 /// that `start` waits for.
 fn wait_for_start(fifo: &OwnedFd) -> Result<(), Error> {
+    // As PID 1 of its namespace, the process ignores every signal without a
+    // handler, so `kill` of a created container would do nothing. The
+    // handlers end it meanwhile; exec resets them for the program.
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT] {
+        // SAFETY: the handler only calls _exit.
+        unsafe { libc::signal(signal, exit_on_signal as *const () as libc::sighandler_t) };
+    }
     let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
     let mut writer = fs::OpenOptions::new()
         .write(true)
