@@ -877,6 +877,7 @@ fn launch_rejects_bad_arguments() {
         (&["-V", "/tmp:/"], "container's root", 1),
         (&["-V", "/tmp:/dev"], "path the runtime builds", 1),
         (&["--tmpfs", "/proc/sys"], "path the runtime builds", 1),
+        (&["--tmpfs", "/scratch:dev"], "tmpfs option \"dev\"", 1),
     ];
     for (extra, message, code) in cases {
         let mut args = vec!["launch", "-n", "alpine"];

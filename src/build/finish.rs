@@ -146,10 +146,12 @@ fn pivot_root_layer(build: &Build, top: Option<&str>, dir: &str) -> Result<Strin
                 pivot = rootfs.join(inner);
             }
         }
-        build.say(&format!(
-            " ---> Root pivoted to {}",
-            pivot.strip_prefix(&rootfs).unwrap_or(&pivot).display()
-        ));
+        if !build.options.quiet {
+            build.say(&format!(
+                " ---> Root pivoted to {}",
+                pivot.strip_prefix(&rootfs).unwrap_or(&pivot).display()
+            ));
+        }
         Ok(commit_tree(build.store, &pivot, &build.holder())?.chain_id)
     })();
     build.release(&mount_id)?;
@@ -227,8 +229,10 @@ fn fim_layer(build: &Build, top: Option<&str>) -> Result<String, Error> {
     let layer = build
         .store
         .commit_tar(top, &mut bytes.as_slice(), &build.holder())?;
-    build.say(&format!(
-        " ---> File integrity spec written to {FIM_SPEC_PATH}"
-    ));
+    if !build.options.quiet {
+        build.say(&format!(
+            " ---> File integrity spec written to {FIM_SPEC_PATH}"
+        ));
+    }
     Ok(layer.chain_id)
 }

@@ -32,9 +32,12 @@ pub fn launch(daemon: &Arc<Daemon>, request: &LaunchRequest) -> Result<String, E
         .volumes
         .iter()
         .map(|volume| volume.target.as_str())
-        .chain(request.tmpfs.iter().map(String::as_str))
+        .chain(request.tmpfs.iter().map(|entry| tmpfs_parts(entry).0))
     {
         check_mount_target(target)?;
+    }
+    for entry in &request.tmpfs {
+        tmpfs_options(entry)?;
     }
     if let Some(name) = &request.hostname {
         super::protocol::check_id(name).map_err(|_| {
@@ -133,6 +136,43 @@ fn check_mount_target(target: &str) -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+/// Splits a `--tmpfs` value, `PATH[:OPTIONS]` as in Docker, into the path
+/// and the comma-separated options.
+fn tmpfs_parts(entry: &str) -> (&str, Option<&str>) {
+    match entry.split_once(':') {
+        Some((path, options)) => (path, Some(options)),
+        None => (entry, None),
+    }
+}
+
+/// Returns the mount options of a `--tmpfs` value: always nosuid and
+/// nodev, mode 1777 unless it gives another, and the options it gives from
+/// the ones that cannot weaken the container.
+fn tmpfs_options(entry: &str) -> Result<Vec<String>, Error> {
+    let mut options = vec!["nosuid".to_string(), "nodev".to_string()];
+    let given: Vec<&str> = tmpfs_parts(entry)
+        .1
+        .map(|text| text.split(',').filter(|o| !o.is_empty()).collect())
+        .unwrap_or_default();
+    for option in &given {
+        let key = option.split('=').next().unwrap_or_default();
+        let allowed = matches!(*option, "ro" | "rw" | "exec" | "noexec")
+            || (option.contains('=')
+                && matches!(key, "size" | "mode" | "nr_inodes" | "uid" | "gid"));
+        if !allowed {
+            return Err(Error::Invalid(format!(
+                "tmpfs option {option:?} in {entry:?} is not supported; use size=, mode=, \
+                 nr_inodes=, uid=, gid=, ro, rw, exec or noexec"
+            )));
+        }
+        options.push(option.to_string());
+    }
+    if !given.iter().any(|o| o.starts_with("mode=")) {
+        options.push("mode=1777".into());
+    }
+    Ok(options)
 }
 
 fn network_mode(request: &LaunchRequest) -> Result<NetworkMode, Error> {
@@ -243,12 +283,12 @@ fn prepare(
         init: daemon.init.clone(),
     };
     let mut spec = default_spec(&runtime_settings);
-    for target in &request.tmpfs {
+    for entry in &request.tmpfs {
         spec.mounts.push(Mount {
-            destination: target.clone(),
+            destination: tmpfs_parts(entry).0.to_string(),
             kind: Some("tmpfs".into()),
             source: Some("tmpfs".into()),
-            options: vec!["nosuid".into(), "nodev".into(), "mode=1777".into()],
+            options: tmpfs_options(entry)?,
             ..Default::default()
         });
     }
@@ -312,6 +352,23 @@ mod tests {
             entrypoint: Some(entrypoint.iter().map(|s| s.to_string()).collect()),
             cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn tmpfs_values_split() {
+        assert_eq!(
+            tmpfs_options("/run").unwrap(),
+            ["nosuid", "nodev", "mode=1777"]
+        );
+        assert_eq!(
+            tmpfs_options("/run:size=1m,noexec,mode=0700").unwrap(),
+            ["nosuid", "nodev", "size=1m", "noexec", "mode=0700"]
+        );
+        assert_eq!(tmpfs_parts("/run:size=1m").0, "/run");
+        for bad in ["/run:suid", "/run:dev", "/run:size", "/run:uid=0,remount"] {
+            let err = tmpfs_options(bad).unwrap_err().to_string();
+            assert!(err.contains("is not supported"), "{bad}: {err}");
         }
     }
 
