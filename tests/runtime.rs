@@ -496,6 +496,33 @@ fn memory_limit_kills_hog() {
 }
 
 #[test]
+fn memory_limit_too_low_named() {
+    // 4 KiB cannot hold the container's setup, which the kernel then kills.
+    let mut bundle = Bundle::new("memory-tiny");
+    let mut spec = bundle.spec("memory-tiny", "true");
+    let resources = spec
+        .linux
+        .as_mut()
+        .unwrap()
+        .resources
+        .get_or_insert_with(Default::default);
+    resources.memory = Some(cblocks::oci::runtime_spec::Memory {
+        limit: Some(4096),
+        swap: Some(4096),
+        ..Default::default()
+    });
+    let out = bundle.run("memory-tiny", &spec);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("memory limit of 4096 bytes may be too low"),
+        "{stderr}"
+    );
+    let left = cgroup_dir("memory", "/cblock-test/memory-tiny");
+    assert!(!left.exists(), "the failed start left {}", left.display());
+}
+
+#[test]
 fn memory_hog_runs_without_limit() {
     let mut bundle = Bundle::new("memory-free");
     let spec = bundle.spec("memory-free", MEMORY_HOG);

@@ -461,11 +461,7 @@ fn start_setup(
             Some(Message::Created) => return Ok(()),
             Some(Message::Error { message }) => return Err(Error::Setup(message)),
             Some(other) => return Err(Error::Setup(format!("unexpected setup message {other:?}"))),
-            None => {
-                return Err(Error::Setup(
-                    "the container process exited during setup without a message".into(),
-                ))
-            }
+            None => return Err(Error::Setup(setup_vanished(request.spec, pid, &child))),
         }
     })();
 
@@ -481,6 +477,36 @@ fn start_setup(
             Err(err)
         }
     }
+}
+
+/// Describes a setup that ended without a message: how the process ended,
+/// and the memory limit when a kill points at it.
+fn setup_vanished(spec: &Spec, container_pid: Option<i32>, setup: &spawn::Child) -> String {
+    // The process that closed the channel: the container process once it
+    // exists (it may be the setup process itself), else the setup process.
+    let ended = match container_pid.filter(|pid| *pid != setup.pid) {
+        Some(_) => None,
+        None => setup.wait().ok().and_then(Result::err),
+    };
+    let mut message = "the container process exited during setup without a message".to_string();
+    if let Some(how) = &ended {
+        message.push_str(&format!(" ({how})"));
+    }
+    let limit = spec
+        .linux
+        .as_ref()
+        .and_then(|l| l.resources.as_ref())
+        .and_then(|r| r.memory.as_ref())
+        .and_then(|m| m.limit);
+    if let (Some(limit), true) = (
+        limit,
+        ended.as_deref().is_some_and(|h| h.contains("SIGKILL")),
+    ) {
+        message.push_str(&format!(
+            "; the memory limit of {limit} bytes may be too low to set the container up"
+        ));
+    }
+    message
 }
 
 /// Returns the device rules of the container's devices cgroup: the

@@ -67,6 +67,9 @@ pub struct Child {
     pub in_new_pid_namespace: bool,
     /// The read end of the pipe that reports a failed exec.
     exec_report: Option<std::fs::File>,
+    /// Set once the process was reaped: its pid may then name another
+    /// process, which `kill` must not hit.
+    reaped: std::cell::Cell<bool>,
 }
 
 impl Child {
@@ -102,7 +105,14 @@ impl Child {
     /// or a description of how it ended.
     pub fn wait(&self) -> Result<Result<(), String>, Error> {
         loop {
-            match waitpid(Pid::from_raw(self.pid), None) {
+            let status = waitpid(Pid::from_raw(self.pid), None);
+            if matches!(
+                status,
+                Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..))
+            ) {
+                self.reaped.set(true);
+            }
+            match status {
                 Ok(WaitStatus::Exited(_, 0)) => return Ok(Ok(())),
                 Ok(WaitStatus::Exited(_, code)) => return Ok(Err(format!("exit status {code}"))),
                 Ok(WaitStatus::Signaled(_, signal, _)) => {
@@ -119,8 +129,11 @@ impl Child {
         }
     }
 
-    /// Kills the process and reaps it.
+    /// Kills the process and reaps it, unless it was reaped already.
     pub fn kill(&self) {
+        if self.reaped.get() {
+            return;
+        }
         // SAFETY: kill(2) has no memory effects.
         unsafe { libc::kill(self.pid, libc::SIGKILL) };
         let _ = self.wait();
@@ -162,6 +175,7 @@ pub fn spawn(request: Spawn<'_>) -> Result<Child, Error> {
         in_cgroup: cloned && cgroup_dir.is_some(),
         in_new_pid_namespace: cloned && request.new_pid_namespace,
         exec_report: Some(std::fs::File::from(report_read)),
+        reaped: std::cell::Cell::new(false),
     })
 }
 
