@@ -510,8 +510,8 @@ fn setup_vanished(spec: &Spec, container_pid: Option<i32>, setup: &spawn::Child)
 }
 
 /// Returns the device rules of the container's devices cgroup: the
-/// configured ones, then an allow rule for each device node that
-/// `linux.devices` asks for, as runc adds them.
+/// configured ones, then an allow rule for each device node in
+/// `linux.devices`, as runc adds them.
 fn device_rules(spec: &Spec) -> Vec<crate::oci::runtime_spec::DeviceRule> {
     let linux = spec.linux_or_default();
     let mut rules = linux

@@ -199,7 +199,7 @@ fn open_directory(dir: &Path) -> Result<OwnedFd, Error> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// What the child does between the fork and the exec, prepared before the
+/// The child's work between the fork and the exec, prepared before the
 /// fork so that the child allocates nothing.
 struct ChildSetup<'a> {
     exe: RawFd,
