@@ -782,7 +782,8 @@ fn list_containers(root: &Path, a: ListArgs) -> crate::Result<ExitCode> {
                     "{:<20} {:<8} {:<10} {:<40} {:<31} root",
                     c.id(),
                     pid,
-                    status,
+                    // Status's Display ignores widths; a String pads.
+                    status.to_string(),
                     c.record.bundle,
                     c.record.created
                 );
