@@ -360,9 +360,27 @@ fn attach(
 
     probes::console_attach(&id);
     log_info!(Some(&id), "console attached");
-    let result = proxy(conn, supervisor, &id, |kind| {
-        matches!(kind, Kind::Stdin | Kind::Resize | Kind::Eof)
+    // The supervisor may also leave after accepting this console but before
+    // serving it; the client then gets the rest from the instance's files.
+    let ending_daemon = daemon.clone();
+    let ending_id = id.clone();
+    let ending: Ending = Box::new(move |forwarded| {
+        match ending_daemon
+            .store
+            .load(&ending_id)
+            .filter(|ended| ended.exit.is_some())
+        {
+            Some(ended) => ended_frames(&ended, replay && !forwarded).unwrap_or_default(),
+            None => Vec::new(),
+        }
     });
+    let result = proxy(
+        conn,
+        supervisor,
+        &id,
+        |kind| matches!(kind, Kind::Stdin | Kind::Resize | Kind::Eof),
+        Some(ending),
+    );
     probes::console_detach(&id);
     log_info!(Some(&id), "console detached");
     result
@@ -373,24 +391,38 @@ fn attach(
 /// sends them to a console that stays until the end.
 fn attach_ended(conn: &mut UnixStream, instance: &Instance, replay: bool) -> Result<(), Error> {
     let id = &instance.config.id;
+    let frames = ended_frames(instance, replay)?;
     respond(conn, &Response::Attached { id: id.clone() })?;
-    if replay {
-        let contents = crate::console::read_log(&instance.dir).map_err(|source| Error::Io {
-            context: format!("read the console log of instance {id}"),
-            source,
-        })?;
-        for chunk in contents.chunks(proto::MAX_CHUNK) {
-            proto::write_frame(conn, Kind::Output, chunk)?;
-        }
-    }
-    let status = instance.exit.map_or(0, |exit| exit.status);
-    proto::write_frame(conn, Kind::Exit, &status.to_be_bytes())?;
+    conn.write_all(&frames)
+        .map_err(io_context("send the console log and exit status"))?;
     log_info!(
         Some(id),
-        "console attached after the exit; sent the log and status {status}"
+        "console attached after the exit; sent the log and status"
     );
     Ok(())
 }
+
+/// Encodes the frames of an ended instance's console: its log when
+/// `replay` is set, then its exit status.
+fn ended_frames(instance: &Instance, replay: bool) -> Result<Vec<u8>, Error> {
+    let mut frames = Vec::new();
+    if replay {
+        let contents = crate::console::read_log(&instance.dir).map_err(|source| Error::Io {
+            context: format!("read the console log of instance {}", instance.config.id),
+            source,
+        })?;
+        for chunk in contents.chunks(proto::MAX_CHUNK) {
+            proto::encode(Kind::Output, chunk, &mut frames);
+        }
+    }
+    let status = instance.exit.map_or(0, |exit| exit.status);
+    proto::encode(Kind::Exit, &status.to_be_bytes(), &mut frames);
+    Ok(frames)
+}
+
+/// Builds the frames a client still needs when the supervisor's stream
+/// ends without an exit status; gets whether any frame reached the client.
+type Ending = Box<dyn FnOnce(bool) -> Vec<u8> + Send>;
 
 /// Copies frames from `upstream` to the client in a thread, and the
 /// client's frames of the kinds `allowed` accepts to `upstream` in this
@@ -401,6 +433,7 @@ fn proxy(
     upstream: UnixStream,
     id: &str,
     allowed: impl Fn(Kind) -> bool,
+    ending: Option<Ending>,
 ) -> Result<(), Error> {
     let mut to_client = conn
         .try_clone()
@@ -411,12 +444,23 @@ fn proxy(
     let output = thread::Builder::new()
         .name(format!("proxy-{id}"))
         .spawn(move || {
+            let mut forwarded = false;
+            let mut complete = false;
             while let Ok(frame) = proto::read_frame(&mut from_upstream) {
                 let mut buf = Vec::with_capacity(proto::HEADER_LEN + frame.payload.len());
                 proto::encode(frame.kind, &frame.payload, &mut buf);
-                if to_client.write_all(&buf).is_err() || frame.kind == Kind::Exit {
+                if to_client.write_all(&buf).is_err() {
+                    complete = true;
                     break;
                 }
+                forwarded = true;
+                if frame.kind == Kind::Exit {
+                    complete = true;
+                    break;
+                }
+            }
+            if let Some(ending) = ending.filter(|_| !complete) {
+                let _ = to_client.write_all(&ending(forwarded));
             }
             let _ = to_client.shutdown(std::net::Shutdown::Both);
             let _ = from_upstream.shutdown(std::net::Shutdown::Both);
@@ -452,9 +496,11 @@ fn proxy(
             }
         }
     };
+    // The output thread finishes first: it may still owe the client the
+    // exit status (see `Ending`), and closes the client's side itself.
     let _ = upstream.shutdown(std::net::Shutdown::Both);
-    let _ = conn.shutdown(std::net::Shutdown::Both);
     let _ = output.join();
+    let _ = conn.shutdown(std::net::Shutdown::Both);
     result
 }
 
@@ -581,7 +627,7 @@ fn logs(daemon: &Arc<Daemon>, conn: &mut UnixStream, key: &str, follow: bool) ->
         let mut supervisor = connect_supervisor(&instance, &SupervisorRequest::Follow)?;
         supervisor_response(&instance, &mut supervisor)?;
         respond(conn, &Response::Streaming)?;
-        return proxy(conn, supervisor, &instance.config.id, |_| false);
+        return proxy(conn, supervisor, &instance.config.id, |_| false, None);
     }
 
     let contents = crate::console::read_log(&instance.dir).map_err(|source| Error::Io {
