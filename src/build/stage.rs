@@ -574,9 +574,9 @@ impl StageRun<'_, '_> {
         match user {
             None => Ok((Owner { uid: 0, gid: 0 }, Vec::new())),
             Some(spec) => {
-                let owner = self.resolve_owner(rootfs, &spec)?;
                 let passwd = read_in_root(rootfs, "/etc/passwd")?;
                 let group = read_in_root(rootfs, "/etc/group")?;
+                let owner = users::resolve_owner(&spec, &passwd, &group)?;
                 Ok((owner, users::supplementary_groups(&spec, &passwd, &group)))
             }
         }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use super::protocol::{self as proto, BuildRequest, Kind};
 use super::{Daemon, Error, CONSOLE_LOG_MAX};
 use crate::build::job::{self, Job};
-use crate::console::{now_secs, write_json_atomic, InstanceConfig, PayloadSpec, CONFIG_FILE};
+use crate::console::{now_secs, InstanceConfig, PayloadSpec};
 use crate::{log_error, log_info};
 
 /// Name of the job file in the instance directory.
@@ -214,11 +214,7 @@ fn start_instance(
             window: request.window,
             start: true,
         };
-        write_json_atomic(&dir, CONFIG_FILE, &config).map_err(|source| Error::Io {
-            context: format!("write {}/{CONFIG_FILE}", dir.display()),
-            source,
-        })?;
-        super::instances::start_supervisor(&daemon.exe, &dir)
+        super::instances::start_instance(&daemon.exe, &dir, &config)
     })();
 
     if let Err(err) = result {

@@ -216,6 +216,22 @@ pub(super) fn random_id() -> io::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Writes `config` into the instance directory `dir` and starts the
+/// instance's supervisor (see `start_supervisor`).
+pub fn start_instance(
+    exe: &Path,
+    dir: &Path,
+    config: &crate::console::InstanceConfig,
+) -> Result<(), Error> {
+    crate::console::write_json_atomic(dir, crate::console::CONFIG_FILE, config).map_err(
+        |source| Error::Io {
+            context: format!("write {}/{}", dir.display(), crate::console::CONFIG_FILE),
+            source,
+        },
+    )?;
+    start_supervisor(exe, dir)
+}
+
 /// Starts the supervisor of the instance in `dir` and waits until it
 /// listens on its socket. The supervisor detaches from cblockd, so it
 /// outlives it.

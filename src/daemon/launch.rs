@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::protocol::LaunchRequest;
 use super::{Daemon, Error, CONSOLE_LOG_MAX};
 use crate::build::rootpath::{self, Missing};
-use crate::console::{now_secs, write_json_atomic, InstanceConfig, PayloadSpec, CONFIG_FILE};
+use crate::console::{now_secs, InstanceConfig, PayloadSpec};
 use crate::oci::image_spec::ContainerConfig as ImageSettings;
 use crate::oci::runtime_spec::Mount;
 use crate::runtime::{default_spec, write_config, BindMount, NetworkMode, Settings};
@@ -61,13 +61,7 @@ pub fn launch(daemon: &Arc<Daemon>, request: &LaunchRequest) -> Result<String, E
     let result = prepare(
         daemon, request, &image.id, &settings, argv, network, &id, &dir,
     )
-    .and_then(|config| {
-        write_json_atomic(&dir, CONFIG_FILE, &config).map_err(|source| Error::Io {
-            context: format!("write {}/{CONFIG_FILE}", dir.display()),
-            source,
-        })?;
-        super::instances::start_supervisor(&daemon.exe, &dir)
-    });
+    .and_then(|config| super::instances::start_instance(&daemon.exe, &dir, &config));
     if let Err(err) = result {
         log_error!(Some(&id), "failed to launch {reference}: {err}");
         discard(daemon, &id);

@@ -16,8 +16,7 @@ use super::protocol::{
 };
 use super::{probes, Daemon, Error, CONSOLE_LOG_MAX};
 use crate::console::{
-    now_secs, write_json_atomic, InstanceConfig, PayloadSpec, SupervisorRequest,
-    SupervisorResponse, CONFIG_FILE,
+    now_secs, InstanceConfig, PayloadSpec, SupervisorRequest, SupervisorResponse,
 };
 use crate::platform::peer::{peer_credentials, PeerCredentials};
 use crate::{log_debug, log_error, log_info, log_warn};
@@ -293,12 +292,7 @@ fn start_test_process(daemon: &Arc<Daemon>, spawn: TestProcessRequest) -> Result
         start: spawn.start,
     };
 
-    let started = write_json_atomic(&dir, CONFIG_FILE, &config)
-        .map_err(|source| Error::Io {
-            context: format!("write {}/{CONFIG_FILE}", dir.display()),
-            source,
-        })
-        .and_then(|()| super::instances::start_supervisor(&daemon.exe, &dir));
+    let started = super::instances::start_instance(&daemon.exe, &dir, &config);
     if let Err(err) = started {
         log_error!(Some(&id), "failed to create the instance: {err}");
         if let Err(cleanup) = daemon.store.remove(&id) {
