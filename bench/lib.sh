@@ -230,7 +230,7 @@ describe_machine() {
 }
 
 # Starts cblockd from the cblock binary BINARY on a socket and data
-# directory below $work, and waits until it answers. Sets cblock (the
+# directory below $work, and waits until it replies. Sets cblock (the
 # client's path), cblockd_pid and CBLOCK_SOCKET, for the caller's cleanup
 # and commands. Prints why and returns false when cblockd exits or does not
 # answer within 10 seconds.

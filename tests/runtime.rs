@@ -412,9 +412,9 @@ fn run_terminal_takes_caller_size() {
 
 #[test]
 fn host_devices_denied() {
-    // The default capabilities include CAP_MKNOD, so the container can
-    // make a node for the host's first loop device; the devices cgroup
-    // must keep it from opening it. /dev/null's numbers stay usable.
+    // The default capabilities include CAP_MKNOD, so the container can make
+    // a node for the host's first loop device. The devices cgroup must keep
+    // it from opening that node, while /dev/null's numbers stay usable.
     let mut bundle = Bundle::new("devices");
     let spec = bundle.spec(
         "devices",

@@ -245,7 +245,7 @@ fn build_with_daemon(globals: &Globals, args: &Args, file: &Cblockfile) -> crate
     )
 }
 
-/// Copies the output of a build that cblockd answered from the build cache
+/// Copies the output of a build that cblockd completed from the build cache
 /// to standard output, and returns the build's exit status.
 fn print_cached_build(stream: &mut std::os::unix::net::UnixStream) -> crate::Result<ExitCode> {
     use crate::daemon::protocol::{self as proto, Kind};

@@ -111,7 +111,7 @@ const RUNTIME_PATHS: &[&str] = &[
 /// root or a path the runtime builds: `/`, `/dev` and its standard nodes,
 /// and anything at or below `/proc` and `/sys`.
 fn check_mount_target(target: &str) -> Result<(), Error> {
-    // The same path as the runtime sees it: no `.` parts, no repeated or
+    // The path as the runtime resolves it: no `.` parts, no repeated or
     // trailing slashes. `..` parts are resolved inside the root later.
     let parts: Vec<&str> = target
         .split('/')

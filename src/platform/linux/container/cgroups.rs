@@ -212,10 +212,10 @@ fn enable_controllers(mount: &Path, dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// A container's cgroup while it is being made, in two steps: `reserve`
+/// A container's cgroup during its creation, which has two steps. `reserve`
 /// checks every hierarchy and creates the cgroup2 directory, so that the
-/// setup process can start in it, and `complete` creates the rest and
-/// writes the limits while that process starts.
+/// setup process can start in it. `complete` creates the rest and writes
+/// the limits while that process starts.
 pub struct Creation {
     hierarchies: Vec<Hierarchy>,
     relative: PathBuf,
@@ -224,7 +224,7 @@ pub struct Creation {
     pub cgroup: Cgroup,
 }
 
-/// Checks that the container's cgroup at `path` holds no processes in any
+/// Checks that the container's cgroup at `path` contains no processes in any
 /// hierarchy and creates its cgroup2 directory, if there is a cgroup2
 /// hierarchy. On failure nothing that this call created is left.
 pub fn reserve(path: &str) -> Result<Creation, Error> {
@@ -256,7 +256,7 @@ pub fn reserve(path: &str) -> Result<Creation, Error> {
     }
     if let Some(hierarchy) = creation.hierarchies.iter().find(|h| h.unified) {
         let dir = hierarchy.mount.join(&creation.relative);
-        let made = if creation.unified_only {
+        let created = if creation.unified_only {
             enable_controllers(&hierarchy.mount, &dir)
         } else {
             // Hybrid layout: the cgroup2 mount only tracks processes here.
@@ -265,7 +265,7 @@ pub fn reserve(path: &str) -> Result<Creation, Error> {
             fs::create_dir_all(&dir)
                 .map_err(|e| io_error(format!("creating cgroup {}", dir.display()), e))
         };
-        match made {
+        match created {
             Ok(()) => creation.cgroup.dirs.push(dir),
             Err(err) => {
                 let _ = destroy(&Cgroup { dirs: vec![dir] });
@@ -320,8 +320,8 @@ impl Creation {
     }
 }
 
-/// How a new process gets into a cgroup without the cost of writing its
-/// pid to `cgroup.procs`.
+/// The way a new process enters its cgroups without the cost of writing
+/// its pid to `cgroup.procs`.
 ///
 /// That write takes the kernel's global threadgroup lock for writing, and
 /// taking it waits for an RCU grace period: 5 to 18 ms on a quiet 2-core
@@ -811,9 +811,9 @@ pub fn pids(cgroup: &Cgroup) -> Vec<i32> {
 /// trying each directory even when another fails.
 pub fn destroy(cgroup: &Cgroup) -> Result<(), Error> {
     // A cgroup without processes, the usual case after the container's
-    // exit, goes with one rmdir per hierarchy. The kernel rejects the
-    // rmdir of one that still has processes (EBUSY), and those are
-    // emptied below.
+    // exit, goes with one rmdir per hierarchy. The kernel rejects the rmdir
+    // of a cgroup that still has processes (EBUSY), so those are emptied
+    // below.
     let mut left = Vec::new();
     for dir in &cgroup.dirs {
         match fs::remove_dir(dir) {

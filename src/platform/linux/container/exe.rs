@@ -8,7 +8,7 @@
 //!
 //! The fast way is the binary seen through a detached, read-only overlay
 //! mount: the mount exists in no mount namespace, and overlayfs without an
-//! upper layer answers every write with EROFS. Opening it costs about as
+//! upper layer fails every write with EROFS. Opening it costs about as
 //! much as a few mounts. Where the kernel refuses that (no new mount API
 //! before Linux 5.2, no overlayfs, no CAP_SYS_ADMIN), the binary is copied
 //! into a sealed memfd instead, which costs a copy of the whole binary

@@ -391,7 +391,7 @@ fn start_setup(
 
     // The rest of a new cgroup is made while the setup process executes
     // the binary and reads its configuration, which takes about as long.
-    let made = match cgroup {
+    let completed = match cgroup {
         CgroupSetup::Create(creation) => {
             let resources = request
                 .spec
@@ -402,7 +402,7 @@ fn start_setup(
         }
         CgroupSetup::Join(_) => Ok(()),
     };
-    let placement = made.and_then(|()| match &*cgroup {
+    let placement = completed.and_then(|()| match &*cgroup {
         CgroupSetup::Create(creation) => creation.cgroup.placement(),
         CgroupSetup::Join(joined) => joined.placement(),
     });
